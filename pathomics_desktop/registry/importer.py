@@ -1,0 +1,524 @@
+"""Validated, all-or-nothing import of patient and follow-up spreadsheets (CSV, XLSX).
+
+Two kinds of file:
+
+* **patients**: one row per patient, canonical columns (see ``db/codebook.toml``):
+  ``study_id, center, sex, age, surgery_date, ...``. Re-importing updates patients by
+  ``study_id``; only the columns present in the file are touched; each changed field is
+  audited.
+* **followup**: a long file of visits: ``study_id, visit_date`` and any of
+  ``vital_status, recurrence, recurrence_date, death_date``.
+
+A :class:`ColumnMapping` renames the columns of another spreadsheet (a REDCap raw export for
+example) and recodes its values; it is saved as JSON and reused.
+
+The import runs in three steps: read, validate every cell (collecting *all* errors and
+warnings with file, row, column and value), then write everything in one transaction. The
+dry run performs the same writes and rolls them back, so it also reports what the database
+itself would refuse. Any error, or any exception half-way, leaves the registry untouched.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import zipfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.exc import SQLAlchemyError
+
+from pathomics_desktop.cohort.endpoints import Visit, check_consistency, summarise
+from pathomics_desktop.errors import UserError
+from pathomics_desktop.registry.codebook import CellError, Codebook, Variable
+from pathomics_desktop.registry.models import FollowUpVisit, Patient
+from pathomics_desktop.registry.records import (
+    CenterCache,
+    CustomVariableCache,
+    get_value,
+    patient_query,
+    set_value,
+)
+
+SPREADSHEET_SUFFIXES = {".csv", ".txt", ".tsv", ".xlsx", ".xlsm"}
+FOLLOWUP_COLUMNS = ("study_id", "visit_date", "vital_status", "recurrence", "recurrence_date", "death_date")
+VISIT_DATE = Variable(name="visit_date", label="Visit date", type="date", min="1980-01-01",
+                      required=True, storage="visits.visit_date")
+
+
+# -- report --------------------------------------------------------------------------------
+@dataclass
+class ImportIssue:
+    severity: str  # "error" | "warning"
+    file: str
+    row: int | None  # spreadsheet row number (header = 1); None for file-level problems
+    column: str | None
+    value: str | None
+    message: str
+
+    def __str__(self) -> str:
+        where = self.file
+        if self.row is not None:
+            where += f", row {self.row}"
+        if self.column:
+            where += f", column {self.column}"
+        value = f" (value {self.value!r})" if self.value not in (None, "") else ""
+        return f"{self.severity.upper()}: {where}{value}: {self.message}"
+
+
+@dataclass
+class ImportReport:
+    file: str
+    kind: str
+    rows: int = 0
+    dry_run: bool = False
+    committed: bool = False
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    changed_fields: int = 0
+    issues: list[ImportIssue] = field(default_factory=list)
+
+    @property
+    def errors(self) -> list[ImportIssue]:
+        return [i for i in self.issues if i.severity == "error"]
+
+    @property
+    def warnings(self) -> list[ImportIssue]:
+        return [i for i in self.issues if i.severity == "warning"]
+
+    def error(self, row, column, value, message) -> None:
+        self.issues.append(ImportIssue("error", self.file, row, column, _show(value), message))
+
+    def warning(self, row, column, value, message) -> None:
+        self.issues.append(ImportIssue("warning", self.file, row, column, _show(value), message))
+
+    def summary(self) -> str:
+        verb = "would be" if self.dry_run or not self.committed else "were"
+        head = (f"{self.file}: {self.rows} {self.kind} rows; {len(self.errors)} errors, "
+                f"{len(self.warnings)} warnings.")
+        if self.errors:
+            return head + " Nothing was written."
+        return (head + f" {self.created} created, {self.updated} updated "
+                f"({self.changed_fields} fields), {self.unchanged} unchanged {verb} written"
+                + (" (dry run: nothing was written)." if self.dry_run else "."))
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["errors"] = len(self.errors)
+        out["warnings"] = len(self.warnings)
+        return out
+
+
+def _show(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, float) and value != value:
+        return None
+    return str(value)
+
+
+# -- column mappings -----------------------------------------------------------------------
+@dataclass
+class ColumnMapping:
+    """Renames and recodes the columns of a foreign spreadsheet.
+
+    JSON form::
+
+        {"name": "redcap", "columns": {"record_id": "study_id", "gender": "sex"},
+         "values": {"sex": {"1": "female", "2": "male"}},
+         "ignore": ["redcap_event_name", "baseline_complete"]}
+
+    ``values`` recodes raw cells (after renaming) before codebook validation; ``ignore``
+    lists source columns that are dropped on purpose.
+    """
+
+    name: str = ""
+    columns: dict[str, str] = field(default_factory=dict)
+    values: dict[str, dict[str, str]] = field(default_factory=dict)
+    ignore: list[str] = field(default_factory=list)
+
+    @classmethod
+    def load(cls, path: str | Path) -> "ColumnMapping":
+        path = Path(path)
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise UserError(f"{path}: mapping file not found") from None
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise UserError(f"{path}: not a valid JSON column mapping ({exc})") from None
+        if not isinstance(data, dict) or not isinstance(data.get("columns", {}), dict):
+            raise UserError(f"{path}: a mapping needs an object with a 'columns' object")
+        return cls(name=str(data.get("name") or path.stem),
+                   columns={str(k): str(v) for k, v in data.get("columns", {}).items()},
+                   values={str(k): {str(a): str(b) for a, b in v.items()}
+                           for k, v in (data.get("values") or {}).items()},
+                   ignore=[str(c) for c in data.get("ignore", [])])
+
+    def save(self, path: str | Path) -> Path:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(asdict(self), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        return path
+
+
+# -- reading -------------------------------------------------------------------------------
+def read_spreadsheet(path: str | Path) -> "pandas.DataFrame":  # noqa: F821
+    """Read a CSV/TSV/XLSX file as text cells (no type guessing). Raises UserError for a
+    missing, empty or non-spreadsheet file."""
+    import pandas as pd
+
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: file not found")
+    suffix = path.suffix.lower()
+    if suffix not in SPREADSHEET_SUFFIXES:
+        raise UserError(f"{path}: not a spreadsheet (expected .csv, .tsv or .xlsx)")
+    if path.stat().st_size == 0:
+        raise UserError(f"{path}: the file is empty")
+    try:
+        if suffix in (".xlsx", ".xlsm"):
+            if not zipfile.is_zipfile(path):
+                raise UserError(f"{path}: not an Excel workbook (.xlsx is a zip archive)")
+            frame = pd.read_excel(path, dtype=object, engine="openpyxl")
+            frame = frame.map(_excel_cell)
+        else:
+            raw = path.read_bytes()
+            if b"\x00" in raw[:4096]:
+                raise UserError(f"{path}: not a text spreadsheet (binary content)")
+            text = raw.decode("utf-8-sig")
+            sep = "\t" if suffix == ".tsv" else None
+            import io
+
+            frame = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False,
+                                sep=sep, engine="python", skipinitialspace=True)
+    except UserError:
+        raise
+    except UnicodeDecodeError:
+        raise UserError(f"{path}: not a UTF-8 text spreadsheet") from None
+    except Exception as exc:  # pandas/openpyxl parser errors of many kinds
+        raise UserError(f"{path}: cannot be read as a spreadsheet ({type(exc).__name__}: {exc})") from None
+    frame.columns = [str(c).strip() for c in frame.columns]
+    if frame.shape[1] == 0 or frame.empty:
+        raise UserError(f"{path}: the spreadsheet has no data rows")
+    return frame
+
+
+def _excel_cell(value: Any) -> Any:
+    if value is None:
+        return ""
+    if isinstance(value, float) and value != value:
+        return ""
+    return value
+
+
+def detect_kind(columns: list[str]) -> str:
+    return "followup" if "visit_date" in columns else "patients"
+
+
+# -- the import ----------------------------------------------------------------------------
+@dataclass
+class _Row:
+    number: int
+    values: dict[str, Any]
+
+
+def import_file(registry, path: str | Path, *, kind: str | None = None,
+                mapping: ColumnMapping | None = None, dry_run: bool = False,
+                user: str = "", reason: str | None = None, development_center: str = "",
+                synthetic: bool = False) -> ImportReport:
+    """Validate and import a spreadsheet; nothing is written when any error is found."""
+    path = Path(path)
+    report = ImportReport(file=path.name, kind=kind or "patients", dry_run=dry_run)
+    try:
+        frame = read_spreadsheet(path)
+    except UserError as exc:
+        report.error(None, None, None, str(exc).split(": ", 1)[-1])
+        return report
+    if mapping is not None:
+        frame = _apply_mapping(frame, mapping, report)
+    report.kind = kind or detect_kind(list(frame.columns))
+    report.rows = len(frame)
+    with registry.session(user=user, reason=reason) as session:
+        book = Codebook.for_session(session)
+        if report.kind == "followup":
+            rows = _validate_followup(frame, report, book)
+        else:
+            rows = _validate_patients(frame, report, book)
+    if report.errors:
+        return report
+    context = f"import {path.name}" + (f": {reason}" if reason else "")
+    try:
+        with registry.session(user=user, reason=reason) as session:
+            session.info["audit_context"] = context
+            if report.kind == "followup":
+                _write_followup(session, rows, report)
+            else:
+                _write_patients(session, rows, report, book, development_center, synthetic,
+                                has_reason=bool(reason))
+            if report.errors:
+                raise _Abort()
+            session.flush()
+            if dry_run:
+                raise _Abort()
+        report.committed = True
+    except _Abort:
+        pass
+    except UserError as exc:
+        report.error(None, None, None, str(exc))
+    except SQLAlchemyError as exc:
+        report.error(None, None, None, f"the database refused the import: {exc.orig if hasattr(exc, 'orig') else exc}")
+    return report
+
+
+class _Abort(Exception):
+    """Roll the import transaction back (dry run, or errors found while writing)."""
+
+
+def _apply_mapping(frame, mapping: ColumnMapping, report: ImportReport):
+    missing = [c for c in mapping.columns if c not in frame.columns]
+    for col in missing:
+        report.warning(1, col, None, f"mapping {mapping.name!r} names a column that is not in the file")
+    frame = frame.drop(columns=[c for c in mapping.ignore if c in frame.columns])
+    frame = frame.rename(columns=mapping.columns)
+    for column, recode in mapping.values.items():
+        if column in frame.columns:
+            frame[column] = frame[column].map(lambda v, r=recode: r.get(str(v).strip(), v))
+    return frame
+
+
+def _check_header(frame, report: ImportReport, allowed: set[str], required: tuple[str, ...]) -> list[str]:
+    columns = list(frame.columns)
+    seen: set[str] = set()
+    for col in columns:
+        if col in seen:
+            report.error(1, col, None, "duplicate column")
+        seen.add(col)
+        if col not in allowed:
+            report.error(1, col, None, "unknown column (not in the codebook; map it or remove it)")
+    for col in required:
+        if col not in seen:
+            report.error(1, col, None, "required column is missing")
+    return [c for c in columns if c in allowed]
+
+
+def _parse_cells(frame, report: ImportReport, variables: dict[str, Variable]) -> list[_Row]:
+    rows: list[_Row] = []
+    names = list(variables)
+    records = frame[names].to_dict("records") if names else [{}] * len(frame)
+    for index, record in enumerate(records):
+        number = index + 2  # header is row 1
+        values: dict[str, Any] = {}
+        for name in names:
+            var = variables[name]
+            raw = record[name]
+            try:
+                value, warning = var.parse(raw)
+            except CellError as exc:
+                report.error(number, name, raw, str(exc))
+                continue
+            if warning:
+                report.warning(number, name, raw, warning)
+            values[name] = value
+        rows.append(_Row(number, values))
+    return rows
+
+
+def _check_duplicates(rows: list[_Row], report: ImportReport, key=lambda r: r.values.get("study_id")) -> None:
+    first: dict[Any, int] = {}
+    for row in rows:
+        k = key(row)
+        if k is None or (isinstance(k, tuple) and None in k):
+            continue
+        if k in first:
+            report.error(row.number, "study_id", row.values.get("study_id"),
+                         f"duplicate of row {first[k]}")
+        else:
+            first[k] = row.number
+
+
+def _validate_patients(frame, report: ImportReport, book: Codebook) -> list[_Row]:
+    allowed = {v.name for v in book}
+    columns = _check_header(frame, report, allowed, ("study_id",))
+    if report.errors:
+        return []
+    variables = {c: book[c] for c in columns}
+    rows = _parse_cells(frame, report, variables)
+    for row in rows:
+        if row.values.get("study_id") is None and "study_id" not in [i.column for i in report.errors if i.row == row.number]:
+            report.error(row.number, "study_id", None, "study_id is empty")
+    _check_duplicates(rows, report)
+    for row in rows:
+        _check_patient_row(row, report, book, columns)
+    return rows
+
+
+def _check_patient_row(row: _Row, report: ImportReport, book: Codebook, columns: list[str]) -> None:
+    v = row.values
+    who = f"patient {v.get('study_id')}"
+    fu_cols = [c for c in ("vital_status", "recurrence", "recurrence_date", "death_date") if c in columns]
+    if any(v.get(c) is not None for c in fu_cols) and "last_followup_date" in columns \
+            and v.get("last_followup_date") is None:
+        report.error(row.number, "last_followup_date", None,
+                     f"{who}: follow-up values need a last follow-up date")
+    if v.get("recurrence") is False and v.get("recurrence_date") is not None:
+        report.error(row.number, "recurrence_date", v.get("recurrence_date"),
+                     f"{who}: a recurrence date is given but recurrence is no")
+    if v.get("vital_status") == "alive" and v.get("death_date") is not None:
+        report.error(row.number, "death_date", v.get("death_date"),
+                     f"{who}: a death date is given but vital status is alive")
+    if "surgery_date" in columns or fu_cols:
+        summary = summarise([Visit(visit_date=v.get("last_followup_date"),
+                                   vital_status=v.get("vital_status"), recurrence=v.get("recurrence"),
+                                   recurrence_date=v.get("recurrence_date"), death_date=v.get("death_date"))])
+        for problem in check_consistency(who, v.get("surgery_date"), summary):
+            column = _problem_column(problem)
+            report.error(row.number, column, v.get(column), problem)
+    missing = [name for name in columns if book[name].required and v.get(name) is None
+               and not any(i.row == row.number and i.column == name for i in report.errors)]
+    if missing:
+        report.warning(row.number, ",".join(missing), None,
+                       f"{who}: required value missing (the patient will be excluded as "
+                       "'incomplete required data' until it is filled in)")
+
+
+def _problem_column(problem: str) -> str:
+    for token, column in (("death date", "death_date"), ("no death date", "death_date"),
+                          ("recurrence", "recurrence_date"), ("last follow-up", "last_followup_date")):
+        if token in problem:
+            return column
+    return "last_followup_date"
+
+
+def _validate_followup(frame, report: ImportReport, book: Codebook) -> list[_Row]:
+    allowed = set(FOLLOWUP_COLUMNS)
+    columns = _check_header(frame, report, allowed, ("study_id", "visit_date"))
+    if report.errors:
+        return []
+    variables = {c: (VISIT_DATE if c == "visit_date" else book[c]) for c in columns}
+    rows = _parse_cells(frame, report, variables)
+    for row in rows:
+        if row.values.get("study_id") is None:
+            report.error(row.number, "study_id", None, "study_id is empty")
+        if row.values.get("visit_date") is None and not any(
+                i.row == row.number and i.column == "visit_date" for i in report.errors):
+            report.error(row.number, "visit_date", None, "visit date is empty")
+    first: dict[tuple, int] = {}
+    for row in rows:
+        key = (row.values.get("study_id"), row.values.get("visit_date"))
+        if None in key:
+            continue
+        if key in first:
+            report.error(row.number, "visit_date", key[1], f"duplicate visit of row {first[key]}")
+        else:
+            first[key] = row.number
+    return rows
+
+
+# -- writing -------------------------------------------------------------------------------
+def _write_patients(session, rows: list[_Row], report: ImportReport, book: Codebook,
+                    development_center: str, synthetic: bool, *, has_reason: bool) -> None:
+    ids = [r.values["study_id"] for r in rows]
+    existing: dict[str, Patient] = {}
+    for chunk in range(0, len(ids), 900):
+        query = patient_query().where(Patient.study_id.in_(ids[chunk:chunk + 900]))
+        existing.update({p.study_id: p for p in session.scalars(query)})
+    centers = CenterCache(session, development_center)
+    custom = CustomVariableCache(session)
+    for row in rows:
+        values = row.values
+        patient = existing.get(values["study_id"])
+        if patient is None:
+            if values.get("center") is None:
+                report.error(row.number, "center", None,
+                             f"patient {values['study_id']} is new: a center is needed")
+                continue
+            patient = Patient(study_id=values["study_id"], synthetic=synthetic)
+            patient.labs, patient.followups, patient.values = [], [], []
+            changed = 0
+            for name, value in values.items():
+                if name == "study_id":
+                    continue
+                changed += set_value(session, patient, book[name], value, centers=centers, custom=custom)
+            session.add(patient)
+            report.created += 1
+            continue
+        changes = [name for name, value in values.items()
+                   if name != "study_id" and get_value(patient, book[name]) != value]
+        if not changes:
+            report.unchanged += 1
+            continue
+        if patient.locked and not has_reason:
+            report.error(row.number, changes[0], values.get(changes[0]),
+                         f"patient {patient.study_id} is locked: re-import with a reason to change "
+                         f"{', '.join(changes)}")
+            continue
+        for name in changes:
+            set_value(session, patient, book[name], values[name], centers=centers, custom=custom)
+        report.updated += 1
+        report.changed_fields += len(changes)
+    if report.errors:
+        return
+    session.flush()
+    # follow-up consistency against what is now stored (other visits included)
+    for row in rows:
+        patient = existing.get(row.values["study_id"])
+        if patient is None:
+            continue
+        _check_stored_followup(patient, row.number, report)
+
+
+def _check_stored_followup(patient: Patient, row_number: int, report: ImportReport) -> None:
+    visits = [Visit(v.visit_date, v.vital_status, v.recurrence, v.recurrence_date, v.death_date)
+              for v in patient.followups]
+    surgery = patient.surgery.surgery_date if patient.surgery else None
+    for problem in check_consistency(f"patient {patient.study_id}", surgery, summarise(visits)):
+        report.error(row_number, _problem_column(problem), None, problem)
+
+
+def _write_followup(session, rows: list[_Row], report: ImportReport) -> None:
+    ids = sorted({r.values["study_id"] for r in rows})
+    patients: dict[str, Patient] = {}
+    for chunk in range(0, len(ids), 900):
+        query = patient_query().where(Patient.study_id.in_(ids[chunk:chunk + 900]))
+        patients.update({p.study_id: p for p in session.scalars(query)})
+    touched: dict[str, int] = {}
+    for row in rows:
+        sid = row.values["study_id"]
+        patient = patients.get(sid)
+        if patient is None:
+            report.error(row.number, "study_id", sid, "unknown patient (import the patient first)")
+            continue
+        visit = next((v for v in patient.followups
+                      if v.source == "visit" and v.visit_date == row.values["visit_date"]), None)
+        fields = {k: v for k, v in row.values.items() if k not in ("study_id", "visit_date")}
+        if visit is None:
+            if patient.locked and not session.info.get("reason"):
+                report.error(row.number, "study_id", sid, f"patient {sid} is locked: import with a reason")
+                continue
+            patient.followups.append(FollowUpVisit(source="visit", visit_date=row.values["visit_date"], **fields))
+            report.created += 1
+        else:
+            changes = {k: v for k, v in fields.items() if getattr(visit, k) != v}
+            if not changes:
+                report.unchanged += 1
+                continue
+            if patient.locked and not session.info.get("reason"):
+                report.error(row.number, next(iter(changes)), None, f"patient {sid} is locked: import with a reason")
+                continue
+            for k, v in changes.items():
+                setattr(visit, k, v)
+            report.updated += 1
+            report.changed_fields += len(changes)
+        touched[sid] = row.number
+    if report.errors:
+        return
+    session.flush()
+    for sid, number in touched.items():
+        _check_stored_followup(patients[sid], number, report)
+
+
+def today() -> dt.date:  # pragma: no cover - trivial
+    return dt.date.today()

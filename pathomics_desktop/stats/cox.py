@@ -1,0 +1,681 @@
+"""Cox proportional-hazards regression: own vectorised Newton-Raphson in numpy.
+
+Partial likelihood (Cox 1972) for subjects i with linear predictor eta_i = x_i' beta,
+risk r_i = exp(eta_i), event times t with tied death set D_t (d_t deaths) and risk set
+R_t = {i : time_i >= t} (within the stratum):
+
+* Efron (1977) ties (default, as R ``coxph``): for l = 0..d_t-1,
+  ``a_l = S0(R_t) - (l/d_t) S0(D_t)``, ``m_l = (S1(R_t) - (l/d_t) S1(D_t)) / a_l`` with
+  ``S0 = sum r_i``, ``S1 = sum r_i x_i``; ``loglik = sum_{deaths} eta_i - sum_{t,l} log a_l``;
+  score ``U = sum_{deaths} x_i - sum_{t,l} m_l``; information
+  ``I = sum_{t,l} [S2_l / a_l - m_l m_l']``. Breslow (1974): l/d_t replaced by 0.
+* Vectorisation: subjects are sorted once by (stratum, time descending); risk-set sums are
+  cumulative sums; ``sum_{t,l} S2_l / a_l`` is folded into one ``X' diag(c) X`` product
+  with per-subject weights c_i, so no n x p x p array is ever built.
+* Newton-Raphson from beta = 0 with step halving when the log-likelihood decreases,
+  converged when the relative log-likelihood change is < 1e-12 (R uses 1e-9).
+* Tests: Wald ``b' V^-1 b``, likelihood ratio ``2 (l(b) - l(0))``, score
+  ``U(0)' I(0)^-1 U(0)``; p from chi-square with p df. 95% CI for HR: ``exp(b +- 1.96 se)``.
+* Robust (sandwich) variance as ``coxph(..., cluster=)`` (Lin & Wei 1989):
+  ``V_r = D_c' D_c`` with D = (score residuals) V summed within clusters; with a cluster the
+  Wald test uses V_r and the score test is the robust score test.
+* Concordance: Harrell's C of the linear predictor as ``coxph`` reports it
+  (pairs comparable when the shorter time is an event; ties in eta count 1/2; pairs tied
+  on an event time are not comparable; pairs only within strata).
+* Proportional hazards: ``cox_zph`` reproduces R ``cox.zph`` (survival >= 3): a score test
+  for adding ``x * g(t)`` for each term (and all terms, GLOBAL) at the fitted beta, with
+  ``g(t) = 1 - KM(t-)`` (transform "km") centred at its mean over the events
+  (Grambsch & Therneau 1994).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Mapping, Sequence
+
+import numpy as np
+from scipy import stats as sps
+
+from pathomics_desktop.errors import UserError
+from pathomics_desktop.stats.km import as_event_array, as_time_array
+
+TIES = ("efron", "breslow")
+Z975 = float(sps.norm.ppf(0.975))
+
+
+# --------------------------------------------------------------------------------------
+# sorted data and the derivatives of the partial likelihood
+# --------------------------------------------------------------------------------------
+
+
+class CoxData:
+    """Subjects sorted once by (stratum, time descending) with the tie/risk-set bookkeeping."""
+
+    def __init__(self, time: np.ndarray, event: np.ndarray, X: np.ndarray,
+                 strata: np.ndarray | None = None, ties: str = "efron"):
+        if ties not in TIES:
+            raise UserError(f"ties must be one of {TIES}, got {ties!r}")
+        n = time.size
+        self.n = n
+        self.ties = ties
+        s = np.zeros(n, dtype=np.int64) if strata is None else np.asarray(strata, np.int64)
+        order = np.lexsort((-time, s))
+        self.order = order
+        self.time = time[order]
+        self.event = event[order].astype(bool)
+        self.strata = s[order]
+        self.means = X.mean(axis=0) if X.shape[1] else np.zeros(0)
+        self.X = (X[order] - self.means) if X.shape[1] else X[order]
+        # groups of identical (stratum, time) in sorted order
+        new_group = np.ones(n, dtype=bool)
+        new_group[1:] = (self.time[1:] != self.time[:-1]) | (self.strata[1:] != self.strata[:-1])
+        self.group = np.cumsum(new_group) - 1
+        n_groups = int(self.group[-1]) + 1 if n else 0
+        self.group_end = np.append(np.flatnonzero(new_group)[1:] - 1, n - 1)
+        new_stratum = np.ones(n, dtype=bool)
+        new_stratum[1:] = self.strata[1:] != self.strata[:-1]
+        stratum_id = np.cumsum(new_stratum) - 1
+        self.stratum_start = np.flatnonzero(new_stratum)[stratum_id]  # per row
+        self.group_stratum_start = self.stratum_start[self.group_end]
+        self.group_stratum_id = stratum_id[self.group_end]
+        self.d = np.bincount(self.group, weights=self.event.astype(float), minlength=n_groups)
+        # deaths expanded: one entry per death, its group and Efron fraction l/d
+        self.death_groups = np.flatnonzero(self.d > 0)
+        d_int = self.d[self.death_groups].astype(np.int64)
+        self.death_group_of_term = np.repeat(self.death_groups, d_int)
+        starts = np.repeat(np.cumsum(d_int) - d_int, d_int)
+        ell = np.arange(d_int.sum()) - starts
+        denom = np.repeat(d_int, d_int).astype(float)
+        self.frac = ell / denom if ties == "efron" else np.zeros(ell.size)
+        self.n_groups = n_groups
+
+    def _risk_sums(self, values: np.ndarray) -> np.ndarray:
+        """Sum over each group's risk set (time >= t in the same stratum) of row values."""
+        csum = np.cumsum(values, axis=0)
+        csum = np.concatenate([np.zeros((1,) + values.shape[1:]), csum], axis=0)
+        return csum[self.group_end + 1] - csum[self.group_stratum_start]
+
+    def _later_cumsum(self, per_group: np.ndarray) -> np.ndarray:
+        """Per row: sum of ``per_group`` over groups with time <= the row's time (same stratum).
+
+        Groups are in descending time within a stratum, so this is a reversed cumulative
+        sum of the group values restricted to the stratum.
+        """
+        rev = np.cumsum(per_group[::-1], axis=0)[::-1]
+        # subtract what belongs to later strata (groups after the stratum's last group)
+        n_groups = self.n_groups
+        last_group_of_stratum = np.zeros(n_groups, dtype=np.int64)
+        sid = self.group_stratum_id
+        ends = np.flatnonzero(np.append(sid[1:] != sid[:-1], True))
+        last_group_of_stratum = ends[sid]
+        after = np.concatenate([rev, np.zeros((1,) + per_group.shape[1:])], axis=0)[
+            last_group_of_stratum + 1]
+        per_group_total = rev - after
+        return per_group_total[self.group]
+
+    def derivatives(self, beta: np.ndarray, *, offset: np.ndarray | None = None,
+                    need_info: bool = True, zph_g: np.ndarray | None = None) -> dict:
+        """Log partial likelihood, score and information at ``beta`` (centred X)."""
+        X = self.X
+        eta = X @ beta if X.shape[1] else np.zeros(self.n)
+        if offset is not None:
+            eta = eta + offset
+        shift = eta.max() if eta.size else 0.0
+        r = np.exp(eta - shift)
+        rX = r[:, None] * X
+        S0 = self._risk_sums(r)
+        S1 = self._risk_sums(rX)
+        dead = self.event
+        S0D = np.bincount(self.group, weights=r * dead, minlength=self.n_groups)
+        S1D = np.zeros((self.n_groups, X.shape[1]))
+        np.add.at(S1D, self.group[dead], rX[dead])
+        g = self.death_group_of_term
+        f = self.frac
+        a = S0[g] - f * S0D[g]
+        m = (S1[g] - f[:, None] * S1D[g]) / a[:, None]
+        loglik = float((eta - shift)[dead].sum() - np.log(a).sum())
+        U = X[dead].sum(axis=0) - m.sum(axis=0)
+        out = {"loglik": loglik, "score": U, "eta": eta, "r": r, "a": a, "m": m}
+        if need_info:
+            w = np.bincount(g, weights=1.0 / a, minlength=self.n_groups)
+            v = np.bincount(g, weights=f / a, minlength=self.n_groups)
+            W = self._later_cumsum(w)
+            c = r * (W - dead * v[self.group])
+            info = (X * c[:, None]).T @ X - m.T @ m
+            out.update(info=info, w=w, v=v, W=W)
+            if zph_g is not None:
+                # time-transformed covariate x*g(t): the same sums weighted by g(t)
+                gt = zph_g[g]
+                wg = np.bincount(g, weights=gt / a, minlength=self.n_groups)
+                vg = np.bincount(g, weights=gt * f / a, minlength=self.n_groups)
+                wgg = np.bincount(g, weights=gt * gt / a, minlength=self.n_groups)
+                vgg = np.bincount(g, weights=gt * gt * f / a, minlength=self.n_groups)
+                cg = r * (self._later_cumsum(wg) - dead * vg[self.group])
+                cgg = r * (self._later_cumsum(wgg) - dead * vgg[self.group])
+                info_bg = (X * cg[:, None]).T @ X - (m * gt[:, None]).T @ m
+                info_gg = (X * cgg[:, None]).T @ X - (m * (gt * gt)[:, None]).T @ m
+                u_g = (X[dead] * zph_g[self.group[dead]][:, None]).sum(0) - (m * gt[:, None]).sum(0)
+                out.update(zph_u=u_g, zph_info_bg=info_bg, zph_info_gg=info_gg)
+        return out
+
+    def score_residuals(self, beta: np.ndarray, deriv: dict | None = None) -> np.ndarray:
+        """Score residuals L_i = d_i (x_i - mean_t) - r_i sum_t (x_i - m_l) / a_l (sorted order).
+
+        For Efron ties a subject dying at t takes the l-th term with weight (1 - l/d_t)
+        and its own event is compared with the average of the m_l of its tied group.
+        """
+        dv = deriv if deriv is not None else self.derivatives(beta)
+        X, r, a, m = self.X, dv["r"], dv["a"], dv["m"]
+        g, f = self.death_group_of_term, self.frac
+        dead = self.event
+        w = np.bincount(g, weights=1.0 / a, minlength=self.n_groups)
+        v = np.bincount(g, weights=f / a, minlength=self.n_groups)
+        h1 = np.zeros((self.n_groups, X.shape[1]))
+        np.add.at(h1, g, m / a[:, None])
+        h1v = np.zeros((self.n_groups, X.shape[1]))
+        np.add.at(h1v, g, m * (f / a)[:, None])
+        mean_m = np.zeros((self.n_groups, X.shape[1]))
+        np.add.at(mean_m, g, m)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mean_m = mean_m / np.maximum(self.d, 1)[:, None]
+        H0 = self._later_cumsum(w) - dead * v[self.group]
+        H1 = self._later_cumsum(h1) - dead[:, None] * h1v[self.group]
+        resid = -r[:, None] * (X * H0[:, None] - H1)
+        resid[dead] += X[dead] - mean_m[self.group[dead]]
+        return resid
+
+    def unsort(self, values: np.ndarray) -> np.ndarray:
+        """Put per-row values computed in sorted order back in the input order."""
+        out = np.empty_like(values)
+        out[self.order] = values
+        return out
+
+
+def newton_raphson(data: CoxData, *, init: np.ndarray | None = None, max_iter: int = 50,
+                   eps: float = 1e-10, penalty=None, names: Sequence[str] = ()) -> tuple:
+    """Maximise the (optionally penalised) partial likelihood; returns (beta, deriv, iters).
+
+    ``penalty(beta) -> (value, gradient, hessian)`` is subtracted from the log-likelihood.
+    Raises UserError on non-convergence or diverging coefficients (monotone likelihood).
+    """
+    p = data.X.shape[1]
+    beta = np.zeros(p) if init is None else np.asarray(init, float).copy()
+
+    def evaluate(b):
+        dv = data.derivatives(b)
+        if penalty is not None:
+            pv, pg, ph = penalty(b)
+            dv["ploglik"] = dv["loglik"] - pv
+            dv["pscore"] = dv["score"] - pg
+            dv["pinfo"] = dv["info"] + ph
+        else:
+            dv["ploglik"], dv["pscore"], dv["pinfo"] = dv["loglik"], dv["score"], dv["info"]
+        return dv
+
+    dv = evaluate(beta)
+    converged = False
+    iters = 0
+    for iters in range(1, max_iter + 1):
+        try:
+            step = _solve(dv["pinfo"], dv["pscore"])
+        except np.linalg.LinAlgError:
+            raise UserError(_singular_message(names)) from None
+        new_beta = beta + step
+        new_dv = evaluate(new_beta)
+        halvings = 0
+        while (not np.isfinite(new_dv["ploglik"]) or new_dv["ploglik"] < dv["ploglik"] - 1e-12 *
+               abs(dv["ploglik"])) and halvings < 30:
+            new_beta = (new_beta + beta) / 2.0
+            new_dv = evaluate(new_beta)
+            halvings += 1
+        change = abs(new_dv["ploglik"] - dv["ploglik"])
+        beta, dv = new_beta, new_dv
+        if change <= eps * max(abs(dv["ploglik"]), 1.0) and np.max(np.abs(step), initial=0) <= 1e-5 * (
+                1.0 + np.max(np.abs(beta), initial=0)):
+            converged = True
+            # one more exact Newton step for full precision (cheap, quadratic convergence)
+            try:
+                step = _solve(dv["pinfo"], dv["pscore"])
+            except np.linalg.LinAlgError:
+                raise UserError(_singular_message(names)) from None
+            cand = evaluate(beta + step)
+            if np.isfinite(cand["ploglik"]) and cand["ploglik"] >= dv["ploglik"] - 1e-12 * abs(dv["ploglik"]):
+                beta, dv = beta + step, cand
+            break
+    sd = data.X.std(axis=0) if p else np.zeros(0)
+    scaled = np.abs(beta) * sd
+    diverged = np.flatnonzero(scaled > 15.0)
+    if diverged.size or not converged:
+        which = ", ".join(names[i] for i in diverged) if names and diverged.size else ""
+        hint = f" (coefficients diverging for: {which})" if which else ""
+        raise UserError(
+            "the Cox model did not converge" + hint + ": the events are perfectly separated "
+            "by a covariate (monotone likelihood) or there are too few events")
+    return beta, dv, iters
+
+
+def _general_quadratic(b: np.ndarray, var: np.ndarray, toler: float = 1e-9) -> tuple[float, int]:
+    """b' V^- b and df = rank(V) with R's generalised Cholesky g-inverse (``coxph.wtest``).
+
+    V = L D L' without pivoting; a pivot below ``toler`` times the largest diagonal is set
+    to zero (that direction dropped), so a rank-deficient robust variance gives the same
+    statistic as R.
+    """
+    k = b.size
+    A = np.array(var, dtype=float)
+    eps = toler * max(np.max(np.abs(np.diag(A))), 1e-300)
+    L = np.eye(k)
+    D = np.zeros(k)
+    for i in range(k):
+        D[i] = A[i, i] - np.sum(L[i, :i] ** 2 * D[:i])
+        if D[i] < eps:
+            D[i] = 0.0
+            continue
+        for j in range(i + 1, k):
+            L[j, i] = (A[j, i] - np.sum(L[j, :i] * L[i, :i] * D[:i])) / D[i]
+    y = np.linalg.solve(L, b)
+    nz = D > 0
+    return float(np.sum(y[nz] ** 2 / D[nz])), int(nz.sum())
+
+
+def _solve(info: np.ndarray, score: np.ndarray) -> np.ndarray:
+    if info.size == 0:
+        return np.zeros(0)
+    chol = np.linalg.cholesky(info)
+    return np.linalg.solve(chol.T, np.linalg.solve(chol, score))
+
+
+def _singular_message(names: Sequence[str]) -> str:
+    listed = ", ".join(names) if names else "the covariates"
+    return (f"the Cox information matrix is singular: {listed} are collinear or a level has "
+            "no events")
+
+
+# --------------------------------------------------------------------------------------
+# concordance (Harrell's C of the linear predictor)
+# --------------------------------------------------------------------------------------
+
+
+def _count_smaller_before(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For each position i: #{j < i: v_j < v_i} and #{j < i: v_j == v_i} (merge levels).
+
+    Vectorised bottom-up merge counting: O(n log^2 n) with numpy sorts, no Python loop
+    over subjects.
+    """
+    n = values.size
+    _, ranks = np.unique(values, return_inverse=True)
+    ranks = ranks.astype(np.int64)
+    less = np.zeros(n, dtype=np.int64)
+    equal = np.zeros(n, dtype=np.int64)
+    idx = np.arange(n, dtype=np.int64)
+    width = 1
+    big = np.int64(n + 1)
+    while width < n:
+        block = idx // (2 * width)
+        right = (idx // width) % 2 == 1
+        left_keys = np.sort(block[~right] * big + ranks[~right])
+        keys = block[right] * big + ranks[right]
+        lo = np.searchsorted(left_keys, block[right] * big, side="left")
+        below = np.searchsorted(left_keys, keys, side="left")
+        upto = np.searchsorted(left_keys, keys, side="right")
+        less[right] += below - lo
+        equal[right] += upto - below
+        width *= 2
+    return less, equal
+
+
+def concordance_index(time: np.ndarray, event: np.ndarray, risk: np.ndarray,
+                      strata: np.ndarray | None = None) -> dict:
+    """Harrell's C for a risk score (higher risk = shorter survival), as R ``concordance``.
+
+    Returns concordant, discordant, tied_risk counts and ``C = (conc + tied/2) /
+    (conc + disc + tied)``. A pair (i, j) is comparable when i has an event and
+    time_j > time_i, or time_j == time_i and j is censored.
+    """
+    time = np.asarray(time, float)
+    event = np.asarray(event, bool)
+    risk = np.asarray(risk, float)
+    s = np.zeros(time.size, int) if strata is None else np.asarray(strata)
+    conc = disc = tied = 0.0
+    for level in np.unique(s):
+        m = s == level
+        t, e, x = time[m], event[m], risk[m]
+        # order: time descending; censored before events at the same time; within tied
+        # events, risk ascending (so earlier tied events never have a larger risk)
+        order = np.lexsort((x, e, -t))
+        t, e, x = t[order], e[order], x[order]
+        smaller, equal = _count_smaller_before(x)
+        n_before = np.arange(t.size)
+        larger = n_before - smaller - equal
+        # remove pairs of events tied on time (they are not comparable)
+        new = np.ones(t.size, dtype=bool)
+        new[1:] = (t[1:] != t[:-1]) | (e[1:] != e[:-1])
+        grp = np.cumsum(new) - 1
+        grp_start = np.flatnonzero(new)[grp]
+        pos_in_grp = np.arange(t.size) - grp_start
+        # within a tied-event group sorted by risk: earlier members have risk <= own
+        new_x = np.ones(t.size, dtype=bool)
+        new_x[1:] = new[1:] | (x[1:] != x[:-1])
+        xgrp = np.cumsum(new_x) - 1
+        xgrp_start = np.flatnonzero(new_x)[xgrp]
+        pos_in_xgrp = np.arange(t.size) - xgrp_start
+        tie_equal = np.where(e, pos_in_xgrp, 0)
+        tie_smaller = np.where(e, pos_in_grp - pos_in_xgrp, 0)
+        conc += float((smaller - tie_smaller)[e].sum())
+        tied += float((equal - tie_equal)[e].sum())
+        disc += float(larger[e].sum())
+    total = conc + disc + tied
+    c = (conc + tied / 2.0) / total if total > 0 else float("nan")
+    return {"concordant": conc, "discordant": disc, "tied_risk": tied, "concordance": c}
+
+
+# --------------------------------------------------------------------------------------
+# fitted model
+# --------------------------------------------------------------------------------------
+
+
+def _chisq_test(stat: float, df: int) -> dict:
+    stat = float(stat)
+    return {"chisq": stat, "df": int(df), "p": float(sps.chi2.sf(stat, df)) if df > 0 else None}
+
+
+@dataclass
+class CoxFit:
+    """A fitted Cox model (all arrays in the caller's row order unless stated)."""
+
+    names: list[str]
+    coef: np.ndarray
+    var: np.ndarray  #: variance used for SE/CI (robust when clustered)
+    naive_var: np.ndarray
+    loglik_null: float
+    loglik: float
+    n: int
+    events: int
+    ties: str
+    iterations: int
+    wald: dict
+    lr: dict
+    score: dict
+    concordance: float
+    linear_predictor: np.ndarray
+    terms: dict[str, list[int]] = field(default_factory=dict)
+    robust: bool = False
+    data: CoxData | None = field(default=None, repr=False)
+    robust_score: dict | None = None
+    dropped_rows: int = 0
+
+    @property
+    def se(self) -> np.ndarray:
+        return np.sqrt(np.diag(self.var))
+
+    @property
+    def naive_se(self) -> np.ndarray:
+        return np.sqrt(np.diag(self.naive_var))
+
+    def table(self) -> list[dict]:
+        """Rows term, coef, se, hr, hr_lower, hr_upper, z, p (se robust when clustered)."""
+        rows = []
+        for name, b, s in zip(self.names, self.coef, self.se):
+            z = b / s
+            rows.append({"term": name, "coef": float(b), "se": float(s), "hr": float(np.exp(b)),
+                         "hr_lower": float(np.exp(b - Z975 * s)),
+                         "hr_upper": float(np.exp(b + Z975 * s)),
+                         "z": float(z), "p": float(2 * sps.norm.sf(abs(z)))})
+        return rows
+
+
+def fit_cox_arrays(time: Sequence[float], event: Sequence, X: np.ndarray, *,
+                   names: Sequence[str] | None = None, strata: Sequence | None = None,
+                   cluster: Sequence | None = None, robust: bool = False, ties: str = "efron",
+                   terms: Mapping[str, list[int]] | None = None) -> CoxFit:
+    """Fit a Cox model on numeric arrays; see the module docstring for the formulas."""
+    t = as_time_array(time)
+    e = as_event_array(event)
+    X = np.asarray(X, dtype=float)
+    if X.ndim == 1:
+        X = X[:, None]
+    n, p = X.shape
+    names = list(names) if names is not None else [f"x{i + 1}" for i in range(p)]
+    if not np.isfinite(X).all():
+        raise UserError("covariates have missing or non-numeric values")
+    events = int(e.sum())
+    if events == 0:
+        raise UserError("the Cox model needs events; there are none in the data")
+    if p == 0:
+        raise UserError("the Cox model needs at least one covariate")
+    if events < p:
+        raise UserError(f"too few events ({events}) for {p} covariate columns")
+    const = [names[j] for j in range(p) if np.ptp(X[:, j]) == 0]
+    if const:
+        raise UserError(f"covariate {', '.join(const)} is constant (one value only)")
+    s_codes = None
+    if strata is not None:
+        _, s_codes = np.unique(np.asarray(strata, dtype=str), return_inverse=True)
+    data = CoxData(t, e, X, s_codes, ties)
+    rank = np.linalg.matrix_rank(data.X)
+    if rank < p:
+        raise UserError(_singular_message(names))
+    d0 = data.derivatives(np.zeros(p))
+    beta, dv, iters = newton_raphson(data, names=names)
+    try:
+        naive_var = np.linalg.inv(dv["info"])
+    except np.linalg.LinAlgError:
+        raise UserError(_singular_message(names)) from None
+    try:
+        score0 = float(d0["score"] @ np.linalg.solve(d0["info"], d0["score"]))
+    except np.linalg.LinAlgError:
+        score0 = float("nan")
+    var = naive_var
+    robust_score = None
+    is_robust = robust or cluster is not None
+    if is_robust:
+        resid = data.score_residuals(beta, dv)
+        dfbeta = resid @ naive_var
+        if cluster is not None:
+            cl = np.asarray(cluster, dtype=str)[data.order]
+            _, cl_codes = np.unique(cl, return_inverse=True)
+            agg = np.zeros((cl_codes.max() + 1, p))
+            np.add.at(agg, cl_codes, dfbeta)
+        else:
+            agg = dfbeta
+        var = agg.T @ agg
+        # robust score test at beta = 0 (as coxph's "rscore")
+        resid0 = data.score_residuals(np.zeros(p), d0)
+        d0inv = np.linalg.inv(d0["info"])
+        dfb0 = resid0 @ d0inv
+        if cluster is not None:
+            agg0 = np.zeros((cl_codes.max() + 1, p))
+            np.add.at(agg0, cl_codes, dfb0)
+        else:
+            agg0 = dfb0
+        v0 = agg0.T @ agg0
+        u = d0inv @ d0["score"]
+        robust_score = _chisq_test(*_general_quadratic(u, v0))
+    wald_stat, wald_df = _general_quadratic(beta, var)
+    eta = data.X @ beta  # centred linear predictor, as R's fit$linear.predictors
+    conc = concordance_index(data.time, data.event, eta, data.strata)["concordance"]
+    return CoxFit(
+        names=names, coef=beta, var=var, naive_var=naive_var, loglik_null=d0["loglik"],
+        loglik=dv["loglik"], n=n, events=events, ties=ties, iterations=iters,
+        wald=_chisq_test(wald_stat, wald_df), lr=_chisq_test(2 * (dv["loglik"] - d0["loglik"]), p),
+        score=_chisq_test(score0, p), concordance=conc, linear_predictor=data.unsort(eta),
+        terms=dict(terms) if terms else {nm: [j] for j, nm in enumerate(names)},
+        robust=is_robust, data=data, robust_score=robust_score)
+
+
+# --------------------------------------------------------------------------------------
+# proportional hazards test (cox.zph)
+# --------------------------------------------------------------------------------------
+
+
+def cox_zph(fit: CoxFit, transform: str = "km") -> dict:
+    """Score tests of proportional hazards per term and GLOBAL, as R ``cox.zph``.
+
+    Returns ``{term: {"chisq", "df", "p"}, ..., "GLOBAL": {...}}``.
+    """
+    data = fit.data
+    if data is None:
+        raise UserError("the Cox fit has no data for the proportional-hazards test")
+    t, e = data.time, data.event
+    if transform == "km":
+        km_time, inverse = np.unique(t, return_inverse=True)
+        d = np.bincount(inverse, weights=e.astype(float))
+        n_at = np.bincount(inverse).astype(float)[::-1].cumsum()[::-1]
+        surv = np.cumprod(1.0 - d / n_at)
+        left = np.concatenate(([1.0], surv))[inverse]  # S(t-): KM just before t
+        ttimes = 1.0 - left
+    elif transform == "identity":
+        ttimes = t.copy()
+    elif transform == "log":
+        ttimes = np.log(t)
+    elif transform == "rank":
+        ttimes = sps.rankdata(t)
+    else:
+        raise UserError(f"unknown transform {transform!r} (km, identity, log, rank)")
+    gtime = ttimes - ttimes[e].mean()
+    group_g = np.zeros(data.n_groups)
+    group_g[data.group] = gtime
+    dv = data.derivatives(fit.coef, zph_g=group_g)
+    p = fit.coef.size
+    imat = np.block([[dv["info"], dv["zph_info_bg"]], [dv["zph_info_bg"].T, dv["zph_info_gg"]]])
+    u_full = np.concatenate([np.zeros(p), dv["zph_u"]])
+    out = {}
+    for term, cols in fit.terms.items():
+        keep = list(range(p)) + [p + c for c in cols]
+        sub = imat[np.ix_(keep, keep)]
+        u = u_full[keep]
+        out[term] = _chisq_test(float(u @ np.linalg.solve(sub, u)), len(cols))
+    out["GLOBAL"] = _chisq_test(float(u_full @ np.linalg.solve(imat, u_full)), p)
+    return out
+
+
+# --------------------------------------------------------------------------------------
+# data-frame front end: design matrix with categorical covariates
+# --------------------------------------------------------------------------------------
+
+
+def level_label(value) -> str:
+    """A category value as written in the file (1.0 read by pandas is shown as "1")."""
+    if isinstance(value, (float, np.floating)) and float(value).is_integer():
+        return str(int(value))
+    if isinstance(value, (np.integer,)):
+        return str(int(value))
+    return str(value)
+
+
+def sorted_levels(values) -> list[str]:
+    """Distinct labels, numeric ones in numeric order (as R's factor() on numbers)."""
+    labels = {level_label(v) for v in values}
+
+    def key(lbl: str):
+        try:
+            return (0, float(lbl), lbl)
+        except ValueError:
+            return (1, 0.0, lbl)
+
+    return sorted(labels, key=key)
+
+
+def design_matrix(frame, covariates: Sequence[str], *, categorical: Sequence[str] = (),
+                  reference: Mapping[str, str] | None = None
+                  ) -> tuple[np.ndarray, list[str], dict[str, list[int]]]:
+    """Numeric design matrix; categorical covariates become ``var=level`` dummies.
+
+    The reference level of a categorical covariate is ``reference[var]`` or, by default, the
+    first level in sorted order (R's factor default). Returns (X, column names, terms).
+    """
+    reference = dict(reference or {})
+    columns: list[np.ndarray] = []
+    names: list[str] = []
+    terms: dict[str, list[int]] = {}
+    for var in covariates:
+        if var not in frame.columns:
+            raise UserError(f"column {var!r} is not in the data")
+        values = frame[var]
+        if var in categorical or values.dtype == object or str(values.dtype) in ("category", "bool", "string"):
+            labels = np.array([level_label(v) for v in values.tolist()], dtype=object)
+            levels = sorted_levels(values.tolist())
+            if len(levels) < 2:
+                raise UserError(f"covariate {var!r} has one value only ({levels[0] if levels else 'none'})")
+            ref = reference.get(var, levels[0])
+            if ref not in levels:
+                raise UserError(f"reference level {ref!r} of {var!r} is not among its values {levels}")
+            cols = []
+            for lvl in levels:
+                if lvl == ref:
+                    continue
+                cols.append(len(names))
+                names.append(f"{var}={lvl}")
+                columns.append((labels == lvl).astype(float))
+            terms[var] = cols
+        else:
+            try:
+                col = values.astype(float).to_numpy()
+            except (TypeError, ValueError):
+                raise UserError(f"covariate {var!r} is not numeric; declare it categorical") from None
+            terms[var] = [len(names)]
+            names.append(var)
+            columns.append(col)
+    X = np.column_stack(columns) if columns else np.zeros((len(frame), 0))
+    return X, names, terms
+
+
+def fit_cox(frame, time: str, event: str, covariates: Sequence[str], *,
+            categorical: Sequence[str] = (), reference: Mapping[str, str] | None = None,
+            strata: str | Sequence[str] | None = None, cluster: str | None = None,
+            ties: str = "efron", robust: bool = False) -> CoxFit:
+    """Fit a Cox model from a data frame (rows with missing used values must be removed)."""
+    X, names, terms = design_matrix(frame, covariates, categorical=categorical,
+                                    reference=reference)
+    strata_values = None
+    if strata:
+        cols = [strata] if isinstance(strata, str) else list(strata)
+        strata_values = frame[cols].astype(str).agg("|".join, axis=1).to_numpy()
+    cluster_values = frame[cluster].to_numpy() if cluster else None
+    return fit_cox_arrays(frame[time].to_numpy(), frame[event].to_numpy(), X, names=names,
+                          strata=strata_values, cluster=cluster_values, robust=robust,
+                          ties=ties, terms=terms)
+
+
+def univariate_screen(frame, time: str, event: str, variables: Sequence[str], *,
+                      categorical: Sequence[str] = (), reference: Mapping[str, str] | None = None,
+                      ties: str = "efron") -> list[dict]:
+    """One Cox model per variable (study Table 2, left half): rows per term + term LR p.
+
+    Rows with a missing value of the variable are dropped for that model only.
+    """
+    rows = []
+    for var in variables:
+        sub = frame[[time, event, var]].dropna()
+        try:
+            fit = fit_cox(sub, time, event, [var], categorical=categorical,
+                          reference=reference, ties=ties)
+        except UserError as exc:
+            rows.append({"variable": var, "term": var, "error": str(exc), "p_term": None})
+            continue
+        for row in fit.table():
+            rows.append({"variable": var, **row, "n": fit.n, "events": fit.events,
+                         "p_term": fit.lr["p"]})
+    return rows
+
+
+def multivariable_from_screen(frame, time: str, event: str, variables: Sequence[str], *,
+                              threshold: float = 0.05, categorical: Sequence[str] = (),
+                              reference: Mapping[str, str] | None = None,
+                              forced: Sequence[str] = (), ties: str = "efron") -> dict:
+    """Univariate screen, then a multivariable model of variables with term p < threshold.
+
+    ``forced`` variables (e.g. the signature) always enter. The multivariable model uses
+    complete cases on the selected variables.
+    """
+    uni = univariate_screen(frame, time, event, variables, categorical=categorical,
+                            reference=reference, ties=ties)
+    selected = list(dict.fromkeys(
+        [r["variable"] for r in uni if r.get("p_term") is not None and r["p_term"] < threshold]
+        + list(forced)))
+    multi = None
+    if selected:
+        sub = frame[[time, event, *selected]].dropna()
+        multi = fit_cox(sub, time, event, selected, categorical=categorical,
+                        reference=reference, ties=ties)
+    return {"univariate": uni, "selected": selected, "multivariable": multi}
