@@ -32,7 +32,12 @@ def init_project(root: str | Path, *, name: str = "", database_url: str = "",
         project.settings["study"]["development_center"] = development_center
         project.save()
     registry = open_project_registry(project, create=True)
-    registry.dispose()
+    try:
+        if development_center:
+            with registry.session(reason="project set-up") as session:
+                session.add(Center(code=development_center, name=development_center, role="development"))
+    finally:
+        registry.dispose()
     return project
 
 

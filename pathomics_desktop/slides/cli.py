@@ -131,7 +131,7 @@ def register(subparsers) -> None:
     tile.add_argument("--tissue-threshold", type=float, default=0.5, help="minimum non-white fraction of a tile")
     tile.add_argument("--roi-threshold", type=float, default=0.5, help="minimum fraction of a tile inside an ROI")
     tile.add_argument("--white-level", type=int, default=210, help="a pixel is white when R, G, B >= this")
-    tile.add_argument("--mask-downsample", type=float, default=32.0, help="level-0 px per tissue-mask pixel")
+    tile.add_argument("--mask-downsample", type=float, default=64.0, help="level-0 px per tissue-mask pixel")
     tile.add_argument("--workers", type=int, default=0, help="reader threads (default: CPU cores)")
     tile.add_argument("--no-fast-path", action="store_true", help="read through OpenSlide only")
     tile.add_argument("--no-stain", action="store_true", help="skip the per-slide Macenko stain estimate")

@@ -95,7 +95,11 @@ def open_slide(path: str | os.PathLike[str]):
     try:
         slide = openslide.OpenSlide(str(p))
     except openslide.OpenSlideUnsupportedFormatError as exc:
-        raise UserError(f"slide {p}: not a whole-slide image OpenSlide can read (unsupported or not a slide)") from exc
+        head = p.open("rb").read(4)
+        if head[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
+            raise UserError(f"slide {p}: a TIFF file that OpenSlide cannot read as a slide "
+                            "(truncated or corrupt file, or not a whole-slide image)") from exc
+        raise UserError(f"slide {p}: not a whole-slide image OpenSlide can read (unsupported format or not a slide)") from exc
     except openslide.OpenSlideError as exc:
         raise UserError(f"slide {p}: corrupt or truncated slide file ({exc})") from exc
     except OSError as exc:

@@ -172,6 +172,33 @@ def estimate_stains(images, *, io: float = IO, alpha: float = ALPHA, beta: float
     return he, max_c, valid
 
 
+def estimate_stain_numpy(tiles, *, io: float = IO, alpha: float = ALPHA, beta: float = BETA,
+                         max_pixels: int = 500_000, source: str = "slide") -> StainReference:
+    """Pooled Macenko estimate of a tile set in NumPy (same steps as :func:`estimate_stains`);
+    used by the tiler so that a tiling process never loads torch (~0.7 GB resident)."""
+    rgb = np.asarray(tiles, dtype=np.float32).reshape(-1, 3)
+    od = np.maximum(-np.log((rgb + 1.0) / io), 0.0)
+    od_all = od[_sample(od.shape[0], max_pixels)]
+    stained = od[(od >= beta).all(1)]
+    if stained.shape[0] < 64:
+        raise UserError("stain estimate: the tiles contain (almost) no stained tissue")
+    stained = stained[_sample(stained.shape[0], max_pixels)].astype(np.float64)
+    _, vecs = np.linalg.eigh(np.cov(stained.T))
+    plane = vecs[:, [2, 1]]
+    plane = plane * np.where(plane[0] < 0, -1.0, 1.0)
+    proj = stained @ plane
+    phi = np.arctan2(proj[:, 1], proj[:, 0])
+    lo, hi = np.percentile(phi, [alpha, 100 - alpha])
+    v_lo = plane @ np.array([np.cos(lo), np.sin(lo)])
+    v_hi = plane @ np.array([np.cos(hi), np.sin(hi)])
+    h, e = (v_lo, v_hi) if v_lo[0] > v_hi[0] else (v_hi, v_lo)
+    he = np.abs(np.stack([h, e], 1))
+    he = he / np.linalg.norm(he, axis=0, keepdims=True)
+    conc = np.linalg.pinv(he) @ od_all.T.astype(np.float64)
+    max_c = np.percentile(conc, 99, axis=1)
+    return StainReference(he.round(5).tolist(), max_c.round(5).tolist(), io, source, int(stained.shape[0]))
+
+
 def fit_macenko(tiles, *, io: float = IO, alpha: float = ALPHA, beta: float = BETA,
                 max_pixels: int = 1_000_000, source: str = "fitted") -> StainReference:
     """Fit one reference from a set of tiles (all stained pixels pooled)."""

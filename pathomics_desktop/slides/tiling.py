@@ -292,6 +292,7 @@ def tile_slide(
     ``progress(done, total)`` is called per chunk; ``cancel()`` returning True stops
     after the current chunk (the run resumes later).
     """
+    import openslide
     import pyarrow as pa
 
     t0 = time.perf_counter()
@@ -364,7 +365,10 @@ def tile_slide(
                                       seconds=time.perf_counter() - t0, mpp=mpp, read_size=rs, level=level,
                                       resumed_chunks=resumed, reason="cancelled; run again to resume")
                 idx = np.arange(c * chunk, min(n, (c + 1) * chunk))
-                tf = np.fromiter(pool.map(score, idx, chunksize=4), dtype=np.float64, count=idx.size)
+                try:
+                    tf = np.fromiter(pool.map(score, idx, chunksize=4), dtype=np.float64, count=idx.size)
+                except (OSError, openslide.OpenSlideError) as exc:
+                    raise UserError(f"slide {slide_path}: corrupt or truncated slide data ({exc})") from exc
                 kept = idx[tf >= params.tissue_threshold]
                 tfk = tf[tf >= params.tissue_threshold]
                 table = pa.table({
@@ -414,11 +418,11 @@ def tile_slide(
                       resumed_chunks=resumed, stain=stain)
 
 
-def _estimate_slide_stain(source: SlideTileSource, table, params: TilingParams, n_sample: int = 16) -> dict | None:
-    """Macenko stain vectors of up to ``n_sample`` evenly spaced kept tiles (halved)."""
+def _estimate_slide_stain(source: SlideTileSource, table, params: TilingParams, n_sample: int = 12) -> dict | None:
+    """Macenko stain vectors of up to ``n_sample`` evenly spaced kept tiles (at 1/4 size)."""
     import cv2
 
-    from pathomics_desktop.slides.stain import fit_macenko
+    from pathomics_desktop.slides.stain import estimate_stain_numpy
 
     n = table.num_rows
     if n == 0:
@@ -428,11 +432,11 @@ def _estimate_slide_stain(source: SlideTileSource, table, params: TilingParams, 
     ys = table.column("y").to_numpy()[pick]
     rs = int(table.column("read_size")[0].as_py())
     level = int(table.column("level")[0].as_py())
-    half = max(32, params.tile_size // 2)
+    half = max(32, params.tile_size // 4)
     tiles = [cv2.resize(source.read(int(x), int(y), rs, level, params.tile_size), (half, half),
                         interpolation=cv2.INTER_AREA) for x, y in zip(xs, ys)]
     try:
-        ref = fit_macenko(np.stack(tiles))
+        ref = estimate_stain_numpy(np.stack(tiles), max_pixels=200_000)
     except UserError:
         return None
     return ref.to_dict()

@@ -19,8 +19,8 @@ from pathomics_desktop.errors import UserError
 class TissueMaskParams:
     """Parameters of :func:`compute_tissue_mask` (CLAM-like defaults).
 
-    ``mask_downsample``: wanted level-0 pixels per mask pixel (the pyramid level closest
-    below it is read, then resized). ``median_blur``: odd kernel (mask pixels).
+    ``mask_downsample``: wanted level-0 pixels per mask pixel (CLAM segments at a
+    downsample of about 64; the pyramid level closest below it is read, then resized). ``median_blur``: odd kernel (mask pixels).
     ``closing``: square closing kernel (mask pixels). ``min_tissue_area`` and
     ``max_hole_area``: in level-0 pixels (CLAM counts them in 512 x 512 reference patches;
     16 patches here, and never more than 1 % of the slide so that small slides keep their
@@ -28,7 +28,7 @@ class TissueMaskParams:
     this (keeps blank slides empty instead of thresholding noise).
     """
 
-    mask_downsample: float = 32.0
+    mask_downsample: float = 64.0
     median_blur: int = 7
     closing: int = 4
     min_tissue_area: float = 16 * 512 * 512
@@ -139,7 +139,7 @@ def compute_tissue_mask(slide, params: TissueMaskParams = TissueMaskParams(), *,
         raise UserError(f"slide {name}: tissue mask too large ({mw} x {mh}); raise mask_downsample")
     scale = d / want  # level px -> mask px
     out = np.empty((mh, mw, 3), np.uint8)
-    strip = max(1, int(4096 * 4096 / max(lw, 1)))  # level rows per strip, ~64 MB RGBA at most
+    strip = max(1, int(2048 * 2048 / max(lw, 1)))  # level rows per strip, ~16 MB RGBA at most
     row_mask = 0
     y = 0
     while y < lh and row_mask < mh:

@@ -233,6 +233,7 @@ class ConcordanceResult:
     ci_upper: float | None = None
     method: str = "harrell"
     influence: np.ndarray | None = field(default=None, repr=False)
+    samples: np.ndarray | None = field(default=None, repr=False)  #: bootstrap C-indices
 
     def as_dict(self) -> dict:
         return {"c": self.c, "ci_lower": self.ci_lower, "ci_upper": self.ci_upper, "n": self.n}
@@ -447,6 +448,7 @@ def bootstrap_c(
     a = (1 - level) / 2
     point.ci_lower, point.ci_upper = (float(v) for v in np.quantile(boots, [a, 1 - a]))
     point.se = float(np.std(boots, ddof=1))
+    point.samples = boots
     return point
 
 

@@ -75,7 +75,7 @@ class KaplanMeier:
     n_event: np.ndarray
     n_censor: np.ndarray
     survival: np.ndarray
-    std_err: np.ndarray  #: standard error of log S (Greenwood); inf once S reaches 0
+    std_err: np.ndarray  #: standard error of log S (Greenwood); NaN once S reaches 0
     lower: np.ndarray
     upper: np.ndarray
     conf_level: float = 0.95
@@ -164,6 +164,7 @@ def kaplan_meier(time: Sequence[float], event: Sequence, *, conf_level: float = 
         term = np.where(n_event > 0, n_event / (n_risk * (n_risk - n_event)), 0.0)
     var = np.cumsum(term)  # becomes inf once n_risk == n_event
     se = np.sqrt(var)
+    se[surv <= 0] = np.nan  # undefined once the curve reaches 0 (R reports NaN)
     z = sps.norm.ppf(1.0 - (1.0 - conf_level) / 2.0)
     lower, upper = _confidence_band(surv, se, z, conf_type)
     return KaplanMeier(uniq, n_risk, n_event, n_censor, surv, se, lower, upper,

@@ -31,6 +31,12 @@ with ``D = 2 (l_saturated - l)`` the unweighted Breslow deviance (Verweij & van 
 ``lambda.min`` minimises ``cvm`` and ``lambda.1se`` is the largest lambda with
 ``cvm <= cvm(lambda.min) + cvsd(lambda.min)``.
 
+Ties: a subject censored at an event time stays in that risk set (the usual convention). glmnet
+means the same by adding ``100 * .Machine$double.eps`` to censored times, but that shift is lost
+for times above 256, where its risk sets then depend on an unstable sort; on data with such ties
+(e.g. survival::pbc in days) glmnet's coefficients differ from these by ~1e-4 relative, and
+agree to ~1e-6 once times are expressed in smaller units (years).
+
 References: Simon N, Friedman J, Hastie T, Tibshirani R (2011) J Stat Softw 39(5):1-13;
 Friedman J, Hastie T, Tibshirani R (2010) J Stat Softw 33(1):1-22.
 """

@@ -117,6 +117,12 @@ meta_case <- function(path, label) {
 out$meta <- list(meta_case(bcg_path, "bcg"), meta_case(hs_path, "hackshaw1998"))
 
 # ---- glmnet Cox LASSO
+# glmnet breaks ties between a censored and an event time by adding 100 * .Machine$double.eps to
+# censored times, which is lost for times above 256 (days); its risk sets then depend on an
+# unstable sort. Times in years (< 256) keep the usual convention (censored at an event time
+# stay at risk), which pathomics_desktop.stats.lasso_cox always uses.
+lung$years <- lung$time / 365.25
+pbc$years <- pbc$time / 365.25
 gl_case <- function(df, time, event, features, label, standardize = TRUE, nfold = 5) {
   d <- df[complete.cases(df[, c(time, event, features)]), ]
   x <- as.matrix(d[, features]); y <- Surv(d[[time]], d[[event]])
@@ -132,9 +138,9 @@ gl_case <- function(df, time, event, features, label, standardize = TRUE, nfold 
        foldid = foldid, cv_lambda = cv$lambda, cvm = cv$cvm, cvsd = cv$cvsd, lambda_min = cv$lambda.min, lambda_1se = cv$lambda.1se)
 }
 out$glmnet <- list(
-  gl_case(pbc, "time", "event", c("age", "bili", "albumin", "protime", "copper", "ast", "platelet", "chol", "alk.phos", "trig"), "pbc"),
-  gl_case(lung, "time", "event", c("age", "sex", "ph.ecog", "ph.karno", "pat.karno", "meal.cal", "wt.loss"), "lung"),
-  gl_case(lung, "time", "event", c("age", "sex", "ph.ecog", "ph.karno", "pat.karno", "meal.cal", "wt.loss"), "lung", standardize = FALSE),
+  gl_case(pbc, "years", "event", c("age", "bili", "albumin", "protime", "copper", "ast", "platelet", "chol", "alk.phos", "trig"), "pbc"),
+  gl_case(lung, "years", "event", c("age", "sex", "ph.ecog", "ph.karno", "pat.karno", "meal.cal", "wt.loss"), "lung"),
+  gl_case(lung, "years", "event", c("age", "sex", "ph.ecog", "ph.karno", "pat.karno", "meal.cal", "wt.loss"), "lung", standardize = FALSE),
   gl_case(veteran, "time", "status", c("karno", "diagtime", "age", "prior", "trt"), "veteran"))
 out$versions <- list(R = R.version.string, survival = as.character(packageVersion("survival")),
                      maxstat = as.character(packageVersion("maxstat")), pROC = as.character(packageVersion("pROC")),
