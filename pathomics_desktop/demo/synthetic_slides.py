@@ -532,11 +532,16 @@ def _tumour_polygons(layout: _Layout, width: int, height: int) -> tuple[list[lis
     return [rings], bbox
 
 
-def write_tumour_roi_geojson(path: str | os.PathLike[str], *, layout: _Layout, width: int, height: int,
-                             name: str = "tumour", classification: str = "Tumor") -> tuple[int, int, int, int] | None:
+def write_tumour_roi_geojson(path: str | os.PathLike[str], *, width: int, height: int, aggressiveness: float = 0.0,
+                             seed: int = 0, layout: _Layout | None = None, name: str = "tumour",
+                             classification: str = "Tumor") -> tuple[int, int, int, int] | None:
     """Write the slide's tumour region as a QuPath GeoJSON FeatureCollection (level-0 px).
 
+    The layout is rebuilt from ``(width, height, aggressiveness, seed)`` exactly as
+    :func:`write_synthetic_slide` builds it (pass the same values), unless given.
     Returns the region's level-0 bounding box (x0, y0, x1, y1), or None if empty."""
+    if layout is None:
+        layout = _make_layout(width, height, aggressiveness, np.random.default_rng(seed))
     polygons, bbox = _tumour_polygons(layout, width, height)
     features = []
     for rings in polygons:

@@ -355,8 +355,9 @@ class Stage(nn.Module):
 class CrossFormer(nn.Module):
     """CrossFormer classifier: CEL -> 4 stages -> LayerNorm -> global average -> Linear head.
 
-    ``feature_map`` is an identity module applied to the normalised last-stage tokens laid out
-    as a (B, C, H/32, W/32) map: the target of Grad-CAM.
+    ``last_stage_input`` and ``feature_map`` are identity modules applied to the last stage's
+    input embeddings and to the normalised output tokens, laid out as (B, C, h, w) maps, so
+    hooks (Grad-CAM) can reach them; ``last_grid`` is that stage's (h, w) of the latest call.
     """
 
     def __init__(self, config: CrossFormerConfig = CrossFormerConfig(), num_classes: int = 1000):
@@ -384,6 +385,7 @@ class CrossFormer(nn.Module):
                 merge_kernels=cfg.merge_kernels[i] if i < n_stages - 1 else None,
             ))
         self.norm = nn.LayerNorm(self.num_features)
+        self.last_grid: tuple[int, int] | None = None  # (h, w) of the last stage, set by forward
         self.last_stage_input = nn.Identity()
         self.feature_map = nn.Identity()
         self.head = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
@@ -415,6 +417,7 @@ class CrossFormer(nn.Module):
         last = len(self.layers) - 1
         for i, stage in enumerate(self.layers):
             if i == last:  # expose the last stage's input embeddings as a map (Grad-CAM)
+                self.last_grid = (h, w)
                 b, _, c = x.shape
                 grid = self.last_stage_input(x.transpose(1, 2).reshape(b, c, h, w))
                 x = grid.flatten(2).transpose(1, 2)

@@ -6,7 +6,10 @@ alpha_k = mean_ij dy_c/dA_kij and the map is ReLU(sum_k alpha_k A_k), upsampled 
 the tile size and divided by its maximum so it lies in [0, 1] (all zeros when nothing is
 positive). Target layers: the last convolutional block of the CNNs (ResNet ``layer4``,
 DenseNet ``features`` ending with the last norm + ReLU) and, for CrossFormer, the
-normalised last-stage tokens laid out on their grid (``model.feature_map``).
+normalised tokens entering the last block of the last stage, laid out on their grid
+(``model.last_grid``). CrossFormer's last stage attends globally (its map is at most a few
+groups wide), so its Grad-CAM maps are smoother than a CNN's; ``method="hirescam"`` keeps
+the gradient per position and is sharper there.
 
 Rendering uses numpy and Pillow only: a "jet" colormap (blue = low, red = high) blended over
 the tile, and a slide map with one pixel block per tile (transparent where there is no tile).
@@ -29,9 +32,13 @@ if TYPE_CHECKING:  # pragma: no cover
 
 
 def default_cam_layer(model: "nn.Module") -> "nn.Module":
-    """The module whose output Grad-CAM uses for a backbone of this project."""
-    if hasattr(model, "feature_map"):  # CrossFormer
-        return model.feature_map
+    """The module whose output Grad-CAM uses for a backbone of this project.
+
+    CrossFormer: the first LayerNorm of the last block of the last stage (its input tokens,
+    laid on the last stage's grid), the usual choice for hierarchical transformers.
+    """
+    if hasattr(model, "layers") and hasattr(model, "last_grid"):  # CrossFormer
+        return model.layers[-1].blocks[-1].norm1
     if hasattr(model, "layer4"):  # ResNet family
         return model.layer4
     if hasattr(model, "features"):  # DenseNet family
@@ -39,16 +46,29 @@ def default_cam_layer(model: "nn.Module") -> "nn.Module":
     raise ValueError(f"no default Grad-CAM layer for {type(model).__name__}; pass target_layer")
 
 
+def tokens_to_map(tokens: "torch.Tensor", grid: tuple[int, int]) -> "torch.Tensor":
+    """(B, h*w, C) tokens in row-major grid order -> (B, C, h, w) map."""
+    h, w = grid
+    return tokens.transpose(1, 2).reshape(tokens.shape[0], tokens.shape[2], h, w)
+
+
 def grad_cam(model: "nn.Module", images: "torch.Tensor", target_class: int | list[int] | None = None,
-             target_layer: "nn.Module | None" = None) -> np.ndarray:
-    """Grad-CAM maps (B, H, W) float32 in [0, 1] at the input size.
+             target_layer: "nn.Module | None" = None, method: str = "gradcam",
+             output_size: tuple[int, int] | None = None) -> np.ndarray:
+    """Class activation maps (B, H, W) float32 in [0, 1] at the input (or ``output_size``) size.
 
     ``images``: normalised (B, 3, H, W) batch on the model's device. ``target_class``: one
-    class for all images, one per image, or None for each image's predicted class. The model
-    is run in eval mode; its parameter gradients are left untouched.
+    class for all images, one per image, or None for each image's predicted class.
+    ``method``: "gradcam" (Selvaraju et al. 2017, the study's method) or "hirescam"
+    (Draelos & Carin 2020: ReLU(sum_k dy_c/dA_k * A_k) element-wise, without averaging the
+    gradient over space; sharper for transformers whose last stage mixes all tokens). The
+    model is run in eval mode; its parameter gradients are left untouched.
     """
     import torch
     import torch.nn.functional as F
+
+    if method not in ("gradcam", "hirescam"):
+        raise UserError(f"CAM method must be 'gradcam' or 'hirescam' (got {method!r})")
 
     layer = target_layer if target_layer is not None else default_cam_layer(model)
     captured: list[torch.Tensor] = []
@@ -78,16 +98,15 @@ def grad_cam(model: "nn.Module", images: "torch.Tensor", target_class: int | lis
         handle.remove()
         model.train(was_training)
     if activations.ndim == 3:  # tokens (B, h*w, C) in row-major grid order -> (B, C, h, w)
-        h, w = _token_grid(model, activations.shape[1])
-        activations = activations.transpose(1, 2).reshape(activations.shape[0], -1, h, w)
-        grads = grads.transpose(1, 2).reshape(grads.shape[0], -1, h, w)
-    import os
-    if os.environ.get("CAMMODE") == "hires":
+        grid = _token_grid(model, activations.shape[1])
+        activations, grads = tokens_to_map(activations, grid), tokens_to_map(grads, grid)
+    if method == "hirescam":  # element-wise gradient x activation
         cam = torch.relu((grads.float() * activations.detach().float()).sum(dim=1, keepdim=True))
-    else:
+    else:  # Grad-CAM: channel weights = spatial mean of the gradient
         weights = grads.float().mean(dim=(2, 3), keepdim=True)
         cam = torch.relu((weights * activations.detach().float()).sum(dim=1, keepdim=True))
-    cam = F.interpolate(cam, size=images.shape[-2:], mode="bilinear", align_corners=False)
+    size = tuple(output_size) if output_size is not None else tuple(images.shape[-2:])
+    cam = F.interpolate(cam, size=size, mode="bilinear", align_corners=False)
     cam = cam[:, 0].clamp_min(0)
     peak = cam.amax(dim=(1, 2), keepdim=True)
     cam = torch.where(peak > 0, cam / peak.clamp_min(1e-12), torch.zeros_like(cam))

@@ -106,10 +106,21 @@ class TileResult:
     level: int | None = None
     resumed_chunks: int = 0
     stain: dict | None = None
+    error_kind: str = ""  # no_tissue | bad_input | error (failed slides only)
 
     @property
     def ok(self) -> bool:
         return self.status in ("done", "up-to-date")
+
+    @property
+    def qc(self) -> tuple[str, str]:
+        """Slide QC for the registry: ``("ok", "")``, ``("excluded", "insufficient tissue: ...")``
+        or ``("failed", reason)``."""
+        if self.ok:
+            return "ok", ""
+        if self.error_kind == "no_tissue":
+            return "excluded", f"insufficient tissue: {self.reason}"
+        return "failed", self.reason
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -228,6 +239,23 @@ def _file_sha256(path: str | os.PathLike[str] | None) -> str | None:
     if path is None:
         return None
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def _numeric_array(values: np.ndarray, dtype: str):
+    """Arrow array straight from a NumPy buffer (``pa.array`` would import pandas, ~0.5 s)."""
+    import pyarrow as pa
+
+    arr = np.ascontiguousarray(values, dtype=dtype)
+    return pa.Array.from_buffers(pa.from_numpy_dtype(arr.dtype), arr.size, [None, pa.py_buffer(arr)])
+
+
+def _string_array(values: Iterable[str]):
+    import pyarrow as pa
+
+    encoded = [str(v).encode("utf-8") for v in values]
+    offsets = np.zeros(len(encoded) + 1, np.int32)
+    offsets[1:] = np.cumsum([len(e) for e in encoded], dtype=np.int64)
+    return pa.Array.from_buffers(pa.string(), len(encoded), [None, pa.py_buffer(offsets), pa.py_buffer(b"".join(encoded))])
 
 
 def _write_table_atomic(table, path: Path) -> None:
@@ -356,6 +384,7 @@ def tile_slide(
             tile = source.read(int(plan.x[i]), int(plan.y[i]), rs, level, ts)
             return 1.0 - white_fraction(tile, params.white_level)
 
+        fresh: dict[int, Any] = {}  # chunks made by this run stay in memory (small)
         with ThreadPoolExecutor(max_workers=_workers(params.workers)) as pool:
             for c in range(n_chunks):
                 if c in done:
@@ -371,25 +400,28 @@ def tile_slide(
                     raise UserError(f"slide {slide_path}: corrupt or truncated slide data ({exc})") from exc
                 kept = idx[tf >= params.tissue_threshold]
                 tfk = tf[tf >= params.tissue_threshold]
-                table = pa.table({
-                    "slide": pa.array([slide_name] * kept.size, pa.string()),
-                    "x": pa.array(plan.x[kept], pa.int64()), "y": pa.array(plan.y[kept], pa.int64()),
-                    "level": pa.array(np.full(kept.size, level), pa.int16()),
-                    "read_size": pa.array(np.full(kept.size, rs), pa.int32()),
-                    "tile_size": pa.array(np.full(kept.size, ts), pa.int32()),
-                    "target_mpp": pa.array(np.full(kept.size, params.target_mpp), pa.float32()),
-                    "tissue_fraction": pa.array(tfk, pa.float32()),
-                    "mask_fraction": pa.array(plan.mask_fraction[kept], pa.float32()),
-                    "roi_fraction": pa.array(plan.roi_fraction[kept], pa.float32()),
-                    "roi": pa.array([str(s) for s in plan.roi_name[kept]], pa.string()),
-                })
+                columns = {
+                    "slide": _string_array([slide_name] * kept.size),
+                    "x": _numeric_array(plan.x[kept], "int64"), "y": _numeric_array(plan.y[kept], "int64"),
+                    "level": _numeric_array(np.full(kept.size, level), "int16"),
+                    "read_size": _numeric_array(np.full(kept.size, rs), "int32"),
+                    "tile_size": _numeric_array(np.full(kept.size, ts), "int32"),
+                    "target_mpp": _numeric_array(np.full(kept.size, params.target_mpp), "float32"),
+                    "tissue_fraction": _numeric_array(tfk, "float32"),
+                    "mask_fraction": _numeric_array(plan.mask_fraction[kept], "float32"),
+                    "roi_fraction": _numeric_array(plan.roi_fraction[kept], "float32"),
+                    "roi": _string_array(plan.roi_name[kept]),
+                }
+                table = pa.Table.from_arrays(list(columns.values()), names=list(columns))
+                fresh[c] = table
                 _write_table_atomic(table, partial / f"chunk_{c:06d}.parquet")
                 if progress is not None:
                     progress(c + 1, n_chunks)
 
         import pyarrow.parquet as pq
 
-        tables = [pq.read_table(partial / f"chunk_{c:06d}.parquet") for c in range(n_chunks)]
+        tables = [fresh[c] if c in fresh else pq.read_table(partial / f"chunk_{c:06d}.parquet")
+                  for c in range(n_chunks)]
         table = pa.concat_tables(tables) if tables else pa.Table.from_pandas(_empty_frame())
         n_tiles = table.num_rows
         if n_tiles < params.min_tiles:
@@ -464,11 +496,15 @@ def tile_slides(
         try:
             res = tile_slide(slide, out_dir, roi_path=(roi_paths or {}).get(key), params=params,
                              mpp_override=(mpp_overrides or {}).get(key), cancel=cancel)
+        except NoTissueError as exc:
+            res = TileResult(Path(key).name, "failed", reason=str(exc), seconds=time.perf_counter() - t0,
+                             error_kind="no_tissue")
         except UserError as exc:
-            res = TileResult(Path(key).name, "failed", reason=str(exc), seconds=time.perf_counter() - t0)
+            res = TileResult(Path(key).name, "failed", reason=str(exc), seconds=time.perf_counter() - t0,
+                             error_kind="bad_input")
         except Exception as exc:  # a corrupt file can fail deep inside a codec
             res = TileResult(Path(key).name, "failed", reason=f"slide {key}: {type(exc).__name__}: {exc}",
-                             seconds=time.perf_counter() - t0)
+                             seconds=time.perf_counter() - t0, error_kind="error")
         results.append(res)
         if on_result is not None:
             on_result(res)

@@ -53,7 +53,10 @@ def check_survival(time, event, *markers, names: tuple[str, ...] = ()) -> tuple[
     Raises :class:`UserError` for different lengths, missing/non-finite values, negative
     times, event codes other than 0/1/True/False, or no events at all.
     """
-    t = np.asarray(time, dtype=float).ravel()
+    try:
+        t = np.asarray(time, dtype=float).ravel()
+    except (TypeError, ValueError) as exc:
+        raise UserError("time must be numeric") from exc
     e_raw = np.asarray(event).ravel()
     if t.size == 0:
         raise UserError("survival data is empty: no rows to analyse")
@@ -62,7 +65,10 @@ def check_survival(time, event, *markers, names: tuple[str, ...] = ()) -> tuple[
     if e_raw.dtype == bool:
         e = e_raw
     else:
-        e_num = np.asarray(e_raw, dtype=float)
+        try:
+            e_num = np.asarray(e_raw, dtype=float)
+        except (TypeError, ValueError) as exc:
+            raise UserError("event must be 0/1 (use --event-value to name the event code)") from exc
         bad = ~np.isin(e_num, (0.0, 1.0))
         if bad.any():
             row = int(np.flatnonzero(bad)[0])
@@ -79,7 +85,10 @@ def check_survival(time, event, *markers, names: tuple[str, ...] = ()) -> tuple[
     out = [t, e]
     for k, m in enumerate(markers):
         name = names[k] if k < len(names) else f"marker {k + 1}"
-        x = np.asarray(m, dtype=float).ravel()
+        try:
+            x = np.asarray(m, dtype=float).ravel()
+        except (TypeError, ValueError) as exc:
+            raise UserError(f"{name} must be numeric") from exc
         if x.size != t.size:
             raise UserError(f"{name} has {x.size} values but time has {t.size}")
         if not np.isfinite(x).all():
@@ -132,25 +141,43 @@ def _count_less(seq: np.ndarray, lo: np.ndarray, hi: np.ndarray, thresholds: lis
     n = seq.size
     vmax = max(int(max((v.max() for v in thresholds if v.size), default=0)), int(seq.max(initial=0)) + 1)
     bits = max(1, int(vmax).bit_length())
-    itype = np.int32 if n < 2**31 - 1 else np.int64
+    itype = np.int32 if n < 2**30 else np.int64
     cur = seq.astype(itype, copy=True)
     states = [(lo.astype(itype), hi.astype(itype), np.zeros(lo.size, dtype=np.int64), v.astype(itype)) for v in thresholds]
     cum0 = np.empty(n + 1, dtype=itype)
     cum0[0] = 0
+    positions = np.arange(n, dtype=itype)
+    nxt = np.empty_like(cur)
+    # integer arithmetic instead of np.where / boolean masks: several times faster in numpy
     for level in range(bits - 1, -1, -1):
-        is_one = ((cur >> level) & 1).astype(bool)
-        np.cumsum(~is_one, out=cum0[1:], dtype=itype)
+        bit = (cur >> level) & 1
+        np.cumsum(1 - bit, out=cum0[1:])
         zeros = itype(cum0[-1])
         for k, (qlo, qhi, res, v) in enumerate(states):
-            one = ((v >> level) & 1).astype(bool)
+            one = (v >> level) & 1
             lo0 = cum0[qlo]
             hi0 = cum0[qhi]
-            res += np.where(one, hi0 - lo0, 0)
-            qlo = np.where(one, qlo - lo0 + zeros, lo0)
-            qhi = np.where(one, qhi - hi0 + zeros, hi0)
+            res += (hi0 - lo0) * one
+            qlo = lo0 + one * (zeros + qlo - 2 * lo0)
+            qhi = hi0 + one * (zeros + qhi - 2 * hi0)
             states[k] = (qlo, qhi, res, v)
-        cur = np.concatenate((cur[~is_one], cur[is_one]))
+        before = cum0[:-1]
+        dest = before + bit * (zeros + positions - 2 * before)  # stable partition: zeros, then ones
+        nxt[dest] = cur
+        cur, nxt = nxt, cur
     return [s[2] for s in states]
+
+
+def _dense_rank(x: np.ndarray) -> np.ndarray:
+    """Dense ranks 0..(distinct - 1) of ``x`` (equal values share a rank)."""
+    order = np.argsort(x)
+    xs = x[order]
+    step = np.empty(x.size, dtype=np.int64)
+    step[0] = 0
+    np.not_equal(xs[1:], xs[:-1], out=step[1:], casting="unsafe")
+    rank = np.empty(x.size, dtype=np.int64)
+    rank[order] = np.cumsum(step)
+    return rank
 
 
 @dataclass
@@ -170,8 +197,8 @@ def _pair_counts(time: np.ndarray, event: np.ndarray, marker: np.ndarray, contro
     # time ascending; at a tied time events come before censored subjects
     order = np.lexsort((~event, time))
     t_s, e_s = time[order], event[order]
-    _, rank = np.unique(marker, return_inverse=True)
-    r_s = rank[order].astype(np.int64)
+    rank = _dense_rank(marker)
+    r_s = rank[order]
     # start of the comparable suffix of an event at sorted position p: one past the last event
     # with the same time
     ev_pos = np.flatnonzero(e_s)
@@ -259,7 +286,7 @@ def harrell_c(time, event, marker, *, influence: bool = True) -> ConcordanceResu
     The 95% CI is ``C +/- 1.96 se`` (clipped to [0, 1]).
     """
     t, e, x = check_survival(time, event, marker, names=("marker",))
-    if np.unique(x).size < 2:
+    if x.min() == x.max():
         raise UserError("the marker has a single value: the concordance is undefined")
     cnt = _pair_counts(t, e, x, control_side=influence)
     conc = float(cnt.as_case_conc.sum())
@@ -312,7 +339,7 @@ def uno_c(time, event, marker, tau: float | None = None, *, train_time=None, tra
     Reference: Uno H, Cai T, Pencina MJ, D'Agostino RB, Wei LJ (2011) Stat Med 30:1105-1117.
     """
     t, e, x = check_survival(time, event, marker, names=("marker",))
-    if np.unique(x).size < 2:
+    if x.min() == x.max():
         raise UserError("the marker has a single value: the concordance is undefined")
     if tau is not None and not np.any(e & (t < tau)):
         raise UserError(f"no events before tau = {tau}: Uno's C is undefined")

@@ -215,10 +215,22 @@ def newton_raphson(data: CoxData, *, init: np.ndarray | None = None, max_iter: i
     dv = evaluate(beta)
     converged = False
     iters = 0
+    sd = data.X.std(axis=0) if p else np.zeros(0)
+
+    def diverging(b) -> UserError:
+        scaled = np.abs(b) * sd
+        worst = [names[i] for i in np.argsort(-scaled)[:3] if scaled[i] > 5] if names else []
+        hint = f" (coefficients diverging for: {', '.join(worst)})" if worst else ""
+        return UserError("the Cox model did not converge" + hint + ": the events are "
+                         "perfectly separated by a covariate (monotone likelihood) or there "
+                         "are too few events")
+
     for iters in range(1, max_iter + 1):
         try:
             step = _solve(dv["pinfo"], dv["pscore"])
         except np.linalg.LinAlgError:
+            if iters > 1:
+                raise diverging(beta) from None
             raise UserError(_singular_message(names)) from None
         new_beta = beta + step
         new_dv = evaluate(new_beta)
@@ -237,20 +249,13 @@ def newton_raphson(data: CoxData, *, init: np.ndarray | None = None, max_iter: i
             try:
                 step = _solve(dv["pinfo"], dv["pscore"])
             except np.linalg.LinAlgError:
-                raise UserError(_singular_message(names)) from None
+                raise diverging(beta) from None
             cand = evaluate(beta + step)
             if np.isfinite(cand["ploglik"]) and cand["ploglik"] >= dv["ploglik"] - 1e-12 * abs(dv["ploglik"]):
                 beta, dv = beta + step, cand
             break
-    sd = data.X.std(axis=0) if p else np.zeros(0)
-    scaled = np.abs(beta) * sd
-    diverged = np.flatnonzero(scaled > 15.0)
-    if diverged.size or not converged:
-        which = ", ".join(names[i] for i in diverged) if names and diverged.size else ""
-        hint = f" (coefficients diverging for: {which})" if which else ""
-        raise UserError(
-            "the Cox model did not converge" + hint + ": the events are perfectly separated "
-            "by a covariate (monotone likelihood) or there are too few events")
+    if not converged or np.any(np.abs(beta) * sd > 15.0):
+        raise diverging(beta)
     return beta, dv, iters
 
 

@@ -15,6 +15,9 @@ approximate p-value of Lausen, Sauerbrei & Schumacher (1994)::
     P(M >= b) ~= 1 - (Phi(b) - Phi(-b)) + sum_k (1/pi) exp(-b^2/2) (t_k - (b^2/4 - 1) t_k^3 / 6),
     t_k = sqrt(1 - m_k (N - m_{k+1}) / ((N - m_k) m_{k+1}))
 
+reported clipped to ``[2 (1 - Phi(M)), 1]`` (R returns the raw approximation, which can exceed 1
+for small M or turn negative for very large M).
+
 X-tile (Camp RL, Dolled-Filhart M, Rimm DL (2004) Clin Cancer Res 10:7252-7259): the log-rank
 chi-square of every low/high split and of every low/mid/high split (2 df), shown as a map;
 the p-value of the best split is a Monte Carlo permutation p ``(1 + #{max_perm >= max_obs}) /
@@ -67,8 +70,10 @@ def lausen94_pvalue(b: float, n: int, m: np.ndarray) -> float:
         m1, m2 = m[:-1], m[1:]
         tk = np.sqrt(1 - m1 * (n - m2) / ((n - m1) * m2))
         d = float(np.sum(1 / np.pi * np.exp(-(b**2) / 2) * (tk - (b**2 / 4 - 1) * tk**3 / 6)))
-    p = 1 - (_sps.norm.cdf(b) - _sps.norm.cdf(-b)) + d
-    return float(min(1.0, max(0.0, p)))
+    p_raw = 2 * _sps.norm.sf(b)  # = 1 - (Phi(b) - Phi(-b)) without cancellation
+    # the approximation can leave [p_raw, 1] (above 1 for small b, below 0 for large b in R);
+    # an adjusted p is never smaller than the unadjusted one nor larger than 1
+    return float(min(1.0, max(p_raw, p_raw + d)))
 
 
 @dataclass
@@ -174,6 +179,8 @@ def cox_groups(time, event, covariates: np.ndarray, *, max_iter: int = 50) -> tu
     e = np.asarray(event, dtype=bool)
     x = np.atleast_2d(np.asarray(covariates, dtype=float).T).T
     n, p = x.shape
+    if int(e.sum()) < max(1, p):
+        raise UserError(f"too few events ({int(e.sum())}) for {p} hazard ratio(s)")
     order = np.argsort(-t, kind="stable")  # descending time: risk sets are prefixes
     t, e, x = t[order], e[order], x[order]
     ut, ti = np.unique(-t, return_inverse=True)  # groups by time, in descending time order

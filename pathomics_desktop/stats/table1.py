@@ -145,54 +145,96 @@ def fisher_exact_rxc(table: np.ndarray, *, max_work: int = 15_000_000,
 
 def _network(rows: list[int], cols: list[int], threshold: float, const: float,
              max_work: int) -> float:
-    """Sum of P(table) over tables with log column factor sum <= threshold (see caller)."""
+    """Sum of P(table) over tables with log column factor sum <= threshold (see caller).
+
+    A level holds every reachable node after k columns: the node code (sorted remaining row
+    totals in mixed radix), the past log value and the number of paths with that value.
+    """
     n_cols = len(cols)
+    r = len(rows)
+    base = max(rows) + 1
+    radix = base ** np.arange(r - 1, -1, -1, dtype=np.int64)
+
+    def decode(code: int) -> tuple[int, ...]:
+        return tuple(int(v) for v in (code // radix) % base)
+
+    comp_cache: dict = {}
+    bound_cache: dict = {}
+
+    def expansions(k: int, state: tuple[int, ...]):
+        key = (k, state)
+        if key not in comp_cache:
+            comps = np.array(_compositions(cols[k], state), dtype=np.int64)
+            values = gammaln(cols[k] + 1) - gammaln(comps + 1).sum(axis=1)
+            new_codes = np.sort(np.asarray(state) - comps, axis=1) @ radix
+            comp_cache[key] = (values, new_codes)
+        return comp_cache[key]
+
+    def bounds(k: int, code: int) -> tuple[float, float]:
+        """Exact longest and shortest remaining path (max/min future log value)."""
+        key = (k, code)
+        if key in bound_cache:
+            return bound_cache[key]
+        state = decode(code)
+        if k == n_cols - 1:
+            value = _log_col(cols[k], state)
+            result = (value, value)
+        else:
+            values, new_codes = expansions(k, state)
+            if len(bound_cache) > max_work // 50:
+                raise _TooLarge
+            nxt = np.array([bounds(k + 1, int(c)) for c in new_codes])
+            result = (float(np.max(values + nxt[:, 0])), float(np.min(values + nxt[:, 1])))
+        bound_cache[key] = result
+        return result
+
     total = 0.0
-    # a level maps a state (sorted remaining row totals) to arrays (past log value, count)
-    level: dict[tuple, tuple[np.ndarray, np.ndarray]] = {
-        tuple(sorted(rows)): (np.zeros(1), np.ones(1))}
+    codes = np.array([int(np.sort(rows) @ radix)], dtype=np.int64)
+    past = np.zeros(1)
+    count = np.ones(1)
     work = 0
     for k in range(n_cols):
         last = k == n_cols - 1
-        pending: dict[tuple, list] = {}
-        for state, (past, count) in level.items():
-            hi = sum(_log_col(c, _even_fill(c, state)) for c in cols[k:])
-            lo = sum(_log_col(c, _concentrated_fill(c, state)) for c in cols[k:])
-            all_sum = float(gammaln(sum(state) + 1) - sum(gammaln(v + 1) for v in state))
-            full = past + hi <= threshold
+        out_codes, out_past, out_count = [], [], []
+        starts = np.flatnonzero(np.r_[True, codes[1:] != codes[:-1]])
+        ends = np.r_[starts[1:], codes.size]
+        for s0, s1 in zip(starts, ends):
+            state = decode(int(codes[s0]))
+            p_state, c_state = past[s0:s1], count[s0:s1]
+            hi, lo = bounds(k, int(codes[s0]))
+            full = p_state + hi <= threshold
             if full.any():
-                total += float(np.sum(count[full] * np.exp(past[full] + all_sum + const)))
-            undecided = ~full & (past + lo <= threshold)
+                all_sum = float(gammaln(sum(state) + 1) - sum(gammaln(v + 1) for v in state))
+                total += float(np.sum(c_state[full] * np.exp(p_state[full] + all_sum + const)))
+            undecided = ~full & (p_state + lo <= threshold)
             if not undecided.any():
                 continue
-            past_u, count_u = past[undecided], count[undecided]
+            past_u, count_u = p_state[undecided], c_state[undecided]
             if last:
                 value = _log_col(cols[k], state)
                 ok = past_u + value <= threshold
                 total += float(np.sum(count_u[ok] * np.exp(past_u[ok] + value + const)))
                 continue
-            comps = np.array(_compositions(cols[k], state), dtype=np.int64)
-            work += comps.shape[0] * past_u.size
+            values, new_codes = expansions(k, state)
+            work += values.size * past_u.size
             if work > max_work:
                 raise _TooLarge
-            values = gammaln(cols[k] + 1) - gammaln(comps + 1).sum(axis=1)
-            new_states, inverse = np.unique(np.sort(np.asarray(state) - comps, axis=1), axis=0,
-                                            return_inverse=True)
-            inverse = inverse.ravel()
-            order = np.argsort(inverse, kind="stable")
-            bounds = np.searchsorted(inverse[order], np.arange(len(new_states) + 1))
-            for u in range(len(new_states)):
-                idx = order[bounds[u]:bounds[u + 1]]
-                new_past = (past_u[:, None] + values[None, idx]).ravel()
-                new_count = np.repeat(count_u, idx.size)
-                pending.setdefault(tuple(new_states[u].tolist()), []).append((new_past, new_count))
-        level = {}
-        for state, parts in pending.items():
-            past = np.concatenate([p for p, _ in parts])
-            count = np.concatenate([c for _, c in parts])
-            keys, inv = np.unique(np.round(past, 9), return_inverse=True)
-            merged_count = np.bincount(inv.ravel(), weights=count)
-            level[state] = (keys, merged_count)
+            out_codes.append(np.broadcast_to(new_codes, (past_u.size, new_codes.size)).ravel())
+            out_past.append((past_u[:, None] + values[None, :]).ravel())
+            out_count.append(np.repeat(count_u, values.size))
+        if last or not out_codes:
+            break
+        all_codes = np.concatenate(out_codes)
+        all_past = np.concatenate(out_past)
+        all_count = np.concatenate(out_count)
+        rounded = np.round(all_past, 9)
+        order = np.lexsort((rounded, all_codes))
+        all_codes, rounded, all_count = all_codes[order], rounded[order], all_count[order]
+        new = np.r_[True, (all_codes[1:] != all_codes[:-1]) | (rounded[1:] != rounded[:-1])]
+        group = np.cumsum(new) - 1
+        codes = all_codes[new]
+        past = rounded[new]
+        count = np.bincount(group, weights=all_count)
     return total
 
 

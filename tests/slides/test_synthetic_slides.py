@@ -74,3 +74,13 @@ def test_missing_and_implausible_mpp_are_written_as_asked(slide_dir):
     write_synthetic_slide(p2, width=512, height=512, mpp=0.23, app_mag=20, seed=3)
     meta = read_slide_metadata(p2)
     assert meta.mpp_x == 0.23 and meta.objective_power == 20 and meta.mpp_status == "implausible"
+
+
+def test_roi_can_be_written_separately_with_same_geometry(slide_a, slide_dir, tmp_path):
+    from pathomics_desktop.demo.synthetic_slides import write_tumour_roi_geojson
+
+    bbox = write_tumour_roi_geojson(tmp_path / "again.geojson", width=3072, height=3072, aggressiveness=1.5, seed=1)
+    assert bbox == slide_a.roi_bbox
+    a = load_rois(slide_dir / "pat_a.geojson")[0].geometry
+    b = load_rois(tmp_path / "again.geojson")[0].geometry
+    assert a.equals(b)

@@ -166,20 +166,26 @@ def test_no_tissue_and_bad_inputs_fail_alone(slide_a, blank_slide, tmp_path, sli
     data = open(slide_a.path, "rb").read()
     trunc = tmp_path / "cut.svs"
     trunc.write_bytes(data[: len(data) // 3])
+    zeroed = bytearray(data)
+    zeroed[len(data) // 2: len(data) // 2 + 100_000] = bytes(100_000)  # tile data destroyed, header intact
+    (tmp_path / "zeroed.svs").write_bytes(bytes(zeroed))
     far = write_geojson(tmp_path / "far.geojson", {"type": "Feature", "properties": {}, "geometry": {
         "type": "Polygon", "coordinates": [[[9000, 9000], [9100, 9000], [9100, 9100], [9000, 9000]]]}})
     bad_json = tmp_path / "bad.geojson"
     bad_json.write_text("{oops")
     shutil.copy(slide_a.path, tmp_path / "copy1.svs")
     shutil.copy(slide_a.path, tmp_path / "copy2.svs")
-    slides = [str(tmp_path / "missing.svs"), str(notslide), str(trunc), str(blank_slide), slide_a.path,
+    slides = [str(tmp_path / "missing.svs"), str(notslide), str(trunc), str(tmp_path / "zeroed.svs"),
+              str(blank_slide), slide_a.path,
               str(tmp_path / "copy1.svs"), str(tmp_path / "copy2.svs")]
     results = tile_slides(slides, tmp_path / "out", params=SMALL,
                           roi_paths={str(tmp_path / "copy1.svs"): far, str(tmp_path / "copy2.svs"): bad_json})
     status = {r.slide: r for r in results}
-    assert status["pat_a.svs"].status == "done"
+    assert status["pat_a.svs"].status == "done" and status["pat_a.svs"].qc == ("ok", "")
+    assert status["blank.svs"].qc[0] == "excluded" and "insufficient tissue" in status["blank.svs"].qc[1]
+    assert status["notes.svs"].qc[0] == "failed"
     for name, why in [("missing.svs", "not found"), ("notes.svs", "not a whole-slide image"), ("cut.svs", "truncated or corrupt"),
-                      ("blank.svs", "insufficient tissue"), ("copy1.svs", "outside the slide"),
+                      ("zeroed.svs", "corrupt"), ("blank.svs", "insufficient tissue"), ("copy1.svs", "outside the slide"),
                       ("copy2.svs", "malformed JSON")]:
         assert status[name].status == "failed" and why in status[name].reason, (name, status[name].reason)
         assert name in status[name].reason or "far.geojson" in status[name].reason or "bad.geojson" in status[name].reason

@@ -106,7 +106,8 @@ meta_case <- function(path, label) {
   d <- read.csv(path)
   res <- list()
   for (m in c("DL", "REML", "FE")) {
-    r <- rma(yi = d$yi, sei = d$sei, method = m)
+    # REML: a tight convergence threshold (metafor's default stops at a tau^2 change < 1e-5)
+    r <- rma(yi = d$yi, sei = d$sei, method = m, control = list(threshold = 1e-12, maxiter = 1000))
     p <- predict(r)
     res[[m]] <- list(estimate = as.numeric(r$b), se = r$se, ci_lower = r$ci.lb, ci_upper = r$ci.ub, tau2 = r$tau2,
                      i2 = r$I2, q = r$QE, q_p = r$QEp, pi_lower = if (is.null(p$pi.lb)) p$ci.lb else p$pi.lb,

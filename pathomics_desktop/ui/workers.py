@@ -1,0 +1,83 @@
+"""Run a Qt-free job function in a QThread; talk to the GUI only through signals.
+
+The job function has the signature ``fn(*args, progress=callback, cancel=token, **kwargs)``
+when ``with_progress`` is set; the worker never touches widgets.
+"""
+
+from __future__ import annotations
+
+import threading
+import traceback
+from typing import Any, Callable
+
+from PySide6.QtCore import QObject, QThread, Signal, Slot
+
+
+class CancelToken:
+    """Cancellation flag shared with a job function (``token.cancelled``)."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+
+    def cancel(self) -> None:
+        self._event.set()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._event.is_set()
+
+
+class FunctionWorker(QObject):
+    progress = Signal(float, str)
+    finished = Signal(object)
+    failed = Signal(str, str)  # message, traceback
+
+    def __init__(self, fn: Callable[..., Any], *args, with_progress: bool = False, **kwargs):
+        super().__init__()
+        self._fn, self._args, self._kwargs = fn, args, kwargs
+        self._with_progress = with_progress
+        self.token = CancelToken()
+
+    @Slot()
+    def run(self) -> None:
+        try:
+            kwargs = dict(self._kwargs)
+            if self._with_progress:
+                kwargs["progress"] = lambda f, m="": self.progress.emit(float(f), str(m))
+                kwargs["cancel"] = self.token
+            result = self._fn(*self._args, **kwargs)
+        except Exception as exc:  # reported to the GUI, never raised in the thread
+            self.failed.emit(str(exc), traceback.format_exc())
+            return
+        self.finished.emit(result)
+
+
+def start_worker(owner: QObject, worker: FunctionWorker) -> QThread:
+    """Move ``worker`` to a new thread and start it.
+
+    The owner keeps Python references to both (``owner._jobs``) until the thread has finished,
+    so neither is garbage-collected while running; ``wait_for_workers`` joins them on close.
+    """
+    thread = QThread()
+    worker.moveToThread(thread)
+    thread.started.connect(worker.run)
+    worker.finished.connect(thread.quit)
+    worker.failed.connect(thread.quit)
+    jobs = owner.__dict__.setdefault("_jobs", [])
+    jobs.append((thread, worker))
+    thread.finished.connect(lambda: _forget(owner, thread))
+    thread.start()
+    return thread
+
+
+def _forget(owner: QObject, thread: QThread) -> None:
+    jobs = owner.__dict__.get("_jobs", [])
+    owner.__dict__["_jobs"] = [(t, w) for t, w in jobs if t is not thread]
+
+
+def wait_for_workers(owner: QObject, timeout_ms: int = 5000) -> None:
+    """Cancel and join every worker thread of ``owner`` (call on close)."""
+    for thread, worker in list(owner.__dict__.get("_jobs", [])):
+        worker.token.cancel()
+        thread.quit()
+        thread.wait(timeout_ms)
