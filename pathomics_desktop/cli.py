@@ -32,6 +32,7 @@ COMMAND_MODULES = (
 BENCHMARKS = {
     "import": "pathomics_desktop.registry.bench:main",
     "stats": "pathomics_desktop.stats.bench:main",
+    "analytics": "pathomics_desktop.analytics.bench:main",
     "tiling": "pathomics_desktop.slides.bench:main",
     "inference": "pathomics_desktop.learning.bench:main",
 }

@@ -5,7 +5,7 @@ Aperio ImageDescription); none is a patient slide.
 
 How a slide is made
 -------------------
-* A low-frequency *layout* (one value per ``LAYOUT_STEP`` level-0 pixels) holds smooth
+* A low-frequency *layout* (one value per ``LAYOUT_STEP`` or more level-0 pixels) holds smooth
   random fields: a tissue field (tissue where > 0) and one score per tissue class; a pixel's
   class is the arg-max of the class scores (``CLASSES``). Class biases follow the patient's
   latent aggressiveness ``a`` (~N(0, 1)): dense desmoplastic stroma and necrosis grow with
@@ -38,8 +38,10 @@ import numpy as np
 CLASSES = ("background", "loose_stroma", "dense_stroma", "tumour", "necrosis", "immune")
 BACKGROUND, LOOSE_STROMA, DENSE_STROMA, TUMOUR, NECROSIS, IMMUNE = range(len(CLASSES))
 
-#: Level-0 pixels per layout pixel.
+#: Level-0 pixels per layout pixel (at least; larger slides use a coarser layout so that
+#: the layout never exceeds ~``LAYOUT_MAX`` pixels a side).
 LAYOUT_STEP = 16
+LAYOUT_MAX = 2560
 #: Level-0 pixels per texture cell (a crop of one bank texture).
 CELL = 256
 #: Bank texture side in pixels (crops of CELL pixels at offsets that are multiples of 64).
@@ -127,12 +129,14 @@ class _Layout:
     scores: np.ndarray  # float32 (n_classes-1, Hl, Wl), classes 1..5
     labels: np.ndarray  # uint8 (Hl, Wl)
     tumour_region: np.ndarray  # bool (Hl, Wl): the ROI the pathologist would draw
+    step: int = LAYOUT_STEP  # level-0 pixels per layout pixel
 
 
 def _make_layout(width: int, height: int, aggressiveness: float, rng: np.random.Generator) -> _Layout:
     import cv2
 
-    hl, wl = int(math.ceil(height / LAYOUT_STEP)), int(math.ceil(width / LAYOUT_STEP))
+    step = max(LAYOUT_STEP, int(math.ceil(max(width, height) / LAYOUT_MAX)))
+    hl, wl = int(math.ceil(height / step)), int(math.ceil(width / step))
     yy, xx = np.mgrid[0:hl, 0:wl].astype(np.float32)
     yy /= max(hl, 1)
     xx /= max(wl, 1)
@@ -170,7 +174,7 @@ def _make_layout(width: int, height: int, aggressiveness: float, rng: np.random.
     ]).astype(np.float32)
     labels = (np.argmax(scores, axis=0) + 1).astype(np.uint8)
     labels[tissue <= 0] = BACKGROUND
-    return _Layout(tissue.astype(np.float32), scores, labels, tumour_region)
+    return _Layout(tissue.astype(np.float32), scores, labels, tumour_region, step)
 
 
 # --------------------------------------------------------------------------------------
@@ -312,8 +316,8 @@ class _Composer:
         import cv2
 
         lay = self.layout
-        lx0, ly0 = x0 / LAYOUT_STEP, y0 / LAYOUT_STEP
-        span = size0 / LAYOUT_STEP
+        lx0, ly0 = x0 / lay.step, y0 / lay.step
+        span = size0 / lay.step
         ix0, iy0 = int(math.floor(lx0)) - 1, int(math.floor(ly0)) - 1
         ix1, iy1 = int(math.ceil(lx0 + span)) + 2, int(math.ceil(ly0 + span)) + 2
         hl, wl = lay.labels.shape
@@ -461,8 +465,9 @@ def write_synthetic_slide(
         size0 = tile * d
         x0, y0 = tx * size0, ty * size0
         lay = layout.labels
-        ix0, iy0 = max(0, x0 // LAYOUT_STEP - 1), max(0, y0 // LAYOUT_STEP - 1)
-        ix1, iy1 = (x0 + size0) // LAYOUT_STEP + 2, (y0 + size0) // LAYOUT_STEP + 2
+        st = layout.step
+        ix0, iy0 = max(0, x0 // st - 1), max(0, y0 // st - 1)
+        ix1, iy1 = (x0 + size0) // st + 2, (y0 + size0) // st + 2
         crop = lay[iy0:iy1, ix0:ix1]
         if crop.size == 0 or not crop.any():
             variants = background_bytes[d]
@@ -516,7 +521,7 @@ def _tumour_polygons(layout: _Layout, width: int, height: int) -> tuple[list[lis
 
     def ring(cnt: np.ndarray) -> list[list[float]]:
         approx = cv2.approxPolyDP(cnt, 0.8, True).reshape(-1, 2).astype(float)
-        pts = (approx + 0.5) * LAYOUT_STEP
+        pts = (approx + 0.5) * layout.step
         pts[:, 0] = pts[:, 0].clip(0, width)
         pts[:, 1] = pts[:, 1].clip(0, height)
         coords = [[round(float(x), 1), round(float(y), 1)] for x, y in pts]
@@ -527,8 +532,8 @@ def _tumour_polygons(layout: _Layout, width: int, height: int) -> tuple[list[lis
               if hierarchy[i][3] == best and cv2.contourArea(contours[i]) >= 4 and len(contours[i]) >= 3]
     rings = [r for r in rings if len(r) >= 4]
     x, y, w, h = cv2.boundingRect(contours[best])
-    bbox = (int(x * LAYOUT_STEP), int(y * LAYOUT_STEP), int(min(width, (x + w) * LAYOUT_STEP)),
-            int(min(height, (y + h) * LAYOUT_STEP)))
+    st = layout.step
+    bbox = (int(x * st), int(y * st), int(min(width, (x + w) * st)), int(min(height, (y + h) * st)))
     return [rings], bbox
 
 

@@ -39,9 +39,13 @@ args = json.loads(sys.argv[1])
 t0 = time.perf_counter()
 res = tile_slide(args["slide"], args["out"], params=TilingParams(workers=args["workers"], estimate_stain=args["stain"]))
 dt = time.perf_counter() - t0
+# VmHWM: this process's own peak resident memory (ru_maxrss would include the parent's
+# peak inherited through fork/exec)
+hwm = [l for l in open("/proc/self/status") if l.startswith("VmHWM:")]
+peak = int(hwm[0].split()[1]) / 1024.0 if hwm else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 print(json.dumps({"seconds": dt, "n_tiles": res.n_tiles, "n_candidates": res.n_candidates,
                   "status": res.status, "index": res.index_path, "read_size": res.read_size, "level": res.level,
-                  "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0}))
+                  "peak_rss_mb": peak}))
 """
 
 

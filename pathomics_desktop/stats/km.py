@@ -10,7 +10,7 @@ and ``survdiff``):
 * Confidence intervals (``conf_type``): ``"log"`` (R's default)
   ``exp(log S +- z se)`` capped at 1; ``"log-log"``
   ``S^exp(+-z se / log S)``; ``"plain"`` ``S (1 +- z se)`` clipped to [0, 1].
-* Median (R ``print.survfit``): the first time with ``S(t) <= 0.5``; when the curve is
+* Median and other quantiles (R ``print.survfit`` / ``quantile.survfit``): the first time with ``S(t) <= 0.5``; when the curve is
   exactly 0.5 on an interval, the midpoint between that time and the next drop. The CI of
   the median applies the same rule to the lower and upper confidence curves
   (Brookmeyer & Crowley 1982).
@@ -91,15 +91,20 @@ class KaplanMeier:
 
     def median(self) -> tuple[float | None, float | None, float | None]:
         """Median survival and its CI as R's print.survfit (None where not reached)."""
-        return (_first_below_half(self.survival, self.time),
-                _first_below_half(self.lower, self.time),
-                _first_below_half(self.upper, self.time))
+        return self.quantile(0.5)
 
-    def quantile(self, prob: float) -> float | None:
-        """Time by which a fraction ``prob`` has had the event (first t with S(t) <= 1 - prob)."""
+    def quantile(self, prob: float) -> tuple[float | None, float | None, float | None]:
+        """Time by which a fraction ``prob`` had the event, with CI (R ``quantile.survfit``).
+
+        Estimate: first time with S(t) <= 1 - prob (midpoint rule on an exact plateau);
+        CI: the same rule on the lower and upper confidence curves.
+        """
+        if not 0.0 < prob < 1.0:
+            raise UserError(f"quantile probability must be in (0, 1), got {prob}")
         target = 1.0 - prob
-        below = np.flatnonzero(self.survival <= target + _TOL)
-        return float(self.time[below[0]]) if below.size else None
+        return (_first_at_or_below(self.survival, self.time, target),
+                _first_at_or_below(self.lower, self.time, target),
+                _first_at_or_below(self.upper, self.time, target))
 
     def at(self, times: Sequence[float]) -> list[dict]:
         """Survival, CI and number at risk at given times (R ``summary(fit, times=)``).
@@ -131,14 +136,15 @@ def _none_if_nan(value: float) -> float | None:
     return None if value is None or not np.isfinite(value) else float(value)
 
 
-def _first_below_half(curve: np.ndarray, time: np.ndarray) -> float | None:
-    """R's ``survmean`` rule: first time the curve is <= 0.5 (midpoint on an exact 0.5 flat)."""
-    ok = np.isfinite(curve) & (curve < 0.5 + _TOL)
+def _first_at_or_below(curve: np.ndarray, time: np.ndarray, target: float) -> float | None:
+    """R's ``survmean`` rule: first time the curve is <= target; on an exact plateau at the
+    target, the midpoint between its start and the next drop."""
+    ok = np.isfinite(curve) & (curve < target + _TOL)
     idx = np.flatnonzero(ok)
     if idx.size == 0:
         return None
     y, x = curve[idx], time[idx]
-    if abs(y[0] - 0.5) < _TOL:
+    if abs(y[0] - target) < _TOL:
         lower = np.flatnonzero(y < y[0])
         if lower.size:
             return float((x[0] + x[lower[0]]) / 2.0)

@@ -85,6 +85,16 @@ def test_grouped_curves_median_ci_and_at_risk(key, dataset, time, event, group):
         assert [r["at_risk"] for r in mine] == [ref["at_risk"][i] for i in theirs]
 
 
+def test_quantiles_with_ci_match_quantile_survfit():
+    lung = data("lung")
+    ref = REF["quantile_lung_sex"]
+    curves = km.km_by_group(lung.time, lung.status, lung.sex)
+    for i, fit in enumerate(curves.values()):
+        for j, prob in enumerate((0.25, 0.75)):
+            est, lo, hi = fit.quantile(prob)
+            close([est, lo, hi], [ref["q"][i][j], ref["lower"][i][j], ref["upper"][i][j]])
+
+
 def test_median_on_exact_half_plateau_is_midpoint():
     ref = REF["km_half"]
     fit = km.kaplan_meier([1, 2, 3, 4, 5, 6], [1, 1, 1, 0, 1, 1])

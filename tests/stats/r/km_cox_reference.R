@@ -24,6 +24,8 @@ out$km_lung_loglog <- km_ref(survfit(Surv(time, status) ~ 1, data = lung, conf.t
 out$km_lung_plain <- km_ref(survfit(Surv(time, status) ~ 1, data = lung, conf.type = "plain"), c(180, 365))
 out$km_veteran_celltype <- km_ref(survfit(Surv(time, status) ~ celltype, data = veteran), c(30, 90, 180))
 out$km_ovarian_rx <- km_ref(survfit(Surv(futime, fustat) ~ rx, data = ovarian), c(200, 400, 800))
+q <- quantile(survfit(Surv(time, status) ~ sex, data = lung), c(0.25, 0.75))
+out$quantile_lung_sex <- list(q = unname(q$quantile), lower = unname(q$lower), upper = unname(q$upper))
 # an exact 0.5 plateau: median is the midpoint (R's print.survfit rule)
 half <- data.frame(time = c(1, 2, 3, 4, 5, 6), status = c(1, 1, 1, 0, 1, 1))
 out$km_half <- km_ref(survfit(Surv(time, status) ~ 1, data = half), c(2))
