@@ -76,3 +76,12 @@ def survival_by_set(cohort_path: Path) -> str:
         lines.append(f"log-rank across data sets ({label}): chi-square {test.test_statistic:.2f}, "
                      f"p = {test.p_value:.2g}")
     return "\n".join(lines)
+
+
+def demo_pipeline_job(project, params: dict, ctx) -> dict:
+    """Job form of the headless pipeline (``pathomics jobs``; the GUI runs it in a worker)."""
+    ctx.progress(0.1, "flow, cohort export and survival by data set")
+    ctx.check_cancelled()
+    summary = run_headless_pipeline(project.root)
+    ctx.log(summary.splitlines()[0])
+    return {"reports": str(project.root / "reports")}

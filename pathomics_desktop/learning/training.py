@@ -234,6 +234,15 @@ def atomic_torch_save(obj: Any, path: Path) -> None:
             tmp.unlink()
 
 
+def data_loader_options(config: TrainConfig, on_cuda: bool) -> dict[str, Any]:
+    """DataLoader keywords: in-thread loading by default, "spawn" workers otherwise."""
+    options: dict[str, Any] = {"batch_size": config.batch_size,
+                               "num_workers": config.num_workers, "pin_memory": on_cuda}
+    if config.num_workers > 0:
+        options["multiprocessing_context"] = "spawn"
+    return options
+
+
 def seed_everything(seed: int) -> None:
     import torch
 
@@ -306,11 +315,7 @@ def train(model: "nn.Module", train_data: "Dataset", val_data: "Dataset | None",
         balanced_class_weights(counts)  # rejects empty classes
         sample_weights = torch.as_tensor(1.0 / counts[labels], dtype=torch.double)
 
-    loader_options: dict[str, Any] = {"batch_size": config.batch_size,
-                                      "num_workers": config.num_workers,
-                                      "pin_memory": on_cuda}
-    if config.num_workers > 0:
-        loader_options["multiprocessing_context"] = "spawn"
+    loader_options = data_loader_options(config, on_cuda)
 
     def epoch_loader(epoch: int) -> DataLoader:
         generator = _epoch_generator(config.seed, epoch)

@@ -258,6 +258,15 @@ def _string_array(values: Iterable[str]):
     return pa.Array.from_buffers(pa.string(), len(encoded), [None, pa.py_buffer(offsets), pa.py_buffer(b"".join(encoded))])
 
 
+def _column_numpy(table, name: str, dtype) -> np.ndarray:
+    """A numeric column without nulls as NumPy, read from the Arrow buffers (no pandas)."""
+    parts = []
+    for chunk in table.column(name).chunks:
+        buf = chunk.buffers()[1]
+        parts.append(np.frombuffer(buf, dtype=dtype, count=len(chunk) + chunk.offset)[chunk.offset:])
+    return np.concatenate(parts) if parts else np.zeros(0, dtype)
+
+
 def _write_table_atomic(table, path: Path) -> None:
     import pyarrow.parquet as pq
 
@@ -460,10 +469,10 @@ def _estimate_slide_stain(source: SlideTileSource, table, params: TilingParams, 
     if n == 0:
         return None
     pick = np.unique(np.linspace(0, n - 1, min(n, n_sample)).round().astype(int))
-    xs = table.column("x").to_numpy()[pick]
-    ys = table.column("y").to_numpy()[pick]
-    rs = int(table.column("read_size")[0].as_py())
-    level = int(table.column("level")[0].as_py())
+    xs = _column_numpy(table, "x", np.int64)[pick]
+    ys = _column_numpy(table, "y", np.int64)[pick]
+    rs = int(_column_numpy(table, "read_size", np.int32)[0])
+    level = int(_column_numpy(table, "level", np.int16)[0])
     half = max(32, params.tile_size // 4)
     tiles = [cv2.resize(source.read(int(x), int(y), rs, level, params.tile_size), (half, half),
                         interpolation=cv2.INTER_AREA) for x, y in zip(xs, ys)]

@@ -115,7 +115,17 @@ class CoxData:
 
     def derivatives(self, beta: np.ndarray, *, offset: np.ndarray | None = None,
                     need_info: bool = True, zph_g: np.ndarray | None = None) -> dict:
-        """Log partial likelihood, score and information at ``beta`` (centred X)."""
+        """Log partial likelihood, score and information at ``beta`` (centred X).
+
+        Diverging coefficients can underflow a risk-set sum to 0; the resulting inf/NaN
+        log-likelihood is caught by the Newton-Raphson step control, so numpy's warnings
+        are silenced here.
+        """
+        with np.errstate(all="ignore"):
+            return self._derivatives(beta, offset=offset, need_info=need_info, zph_g=zph_g)
+
+    def _derivatives(self, beta: np.ndarray, *, offset: np.ndarray | None = None,
+                     need_info: bool = True, zph_g: np.ndarray | None = None) -> dict:
         X = self.X
         eta = X @ beta if X.shape[1] else np.zeros(self.n)
         if offset is not None:
@@ -417,6 +427,16 @@ class CoxFit:
     def naive_se(self) -> np.ndarray:
         return np.sqrt(np.diag(self.naive_var))
 
+    def term_tests(self) -> dict[str, dict]:
+        """Wald test of each term (all dummies of a categorical covariate jointly):
+        ``chisq = b_T' V_TT^-1 b_T`` on len(T) df."""
+        out = {}
+        for term, cols in self.terms.items():
+            b = self.coef[cols]
+            stat, df = _general_quadratic(b, self.var[np.ix_(cols, cols)])
+            out[term] = _chisq_test(stat, df)
+        return out
+
     def table(self) -> list[dict]:
         """Rows term, coef, se, hr, hr_lower, hr_upper, z, p (se robust when clustered)."""
         rows = []
@@ -597,6 +617,10 @@ def design_matrix(frame, covariates: Sequence[str], *, categorical: Sequence[str
         if var not in frame.columns:
             raise UserError(f"column {var!r} is not in the data")
         values = frame[var]
+        n_missing = int(values.isna().sum())
+        if n_missing:
+            raise UserError(f"covariate {var!r} has {n_missing} missing value(s); drop those rows "
+                            "first (load_analysis_table does)")
         if var in categorical or values.dtype == object or str(values.dtype) in ("category", "bool", "string"):
             labels = np.array([level_label(v) for v in values.tolist()], dtype=object)
             levels = sorted_levels(values.tolist())
@@ -637,17 +661,22 @@ def fit_cox(frame, time: str, event: str, covariates: Sequence[str], *,
         cols = [strata] if isinstance(strata, str) else list(strata)
         strata_values = frame[cols].astype(str).agg("|".join, axis=1).to_numpy()
     cluster_values = frame[cluster].to_numpy() if cluster else None
-    return fit_cox_arrays(frame[time].to_numpy(), frame[event].to_numpy(), X, names=names,
-                          strata=strata_values, cluster=cluster_values, robust=robust,
-                          ties=ties, terms=terms)
+    t = as_time_array(frame[time].to_numpy(), name=f"time column {time!r}")
+    e = as_event_array(frame[event].to_numpy(), name=f"event column {event!r}")
+    return fit_cox_arrays(t, e, X, names=names, strata=strata_values, cluster=cluster_values,
+                          robust=robust, ties=ties, terms=terms)
 
 
 def univariate_screen(frame, time: str, event: str, variables: Sequence[str], *,
                       categorical: Sequence[str] = (), reference: Mapping[str, str] | None = None,
                       ties: str = "efron") -> list[dict]:
-    """One Cox model per variable (study Table 2, left half): rows per term + term LR p.
+    """One Cox model per variable (study Table 2, left half).
 
-    Rows with a missing value of the variable are dropped for that model only.
+    One row per model term (dummy) with the ``table()`` columns plus n, events, and the
+    whole-variable tests ``p_term_lr`` (likelihood ratio) and ``p_term_wald`` (joint Wald);
+    they equal the row p for a numeric variable up to the test used. Rows with a missing
+    value of the variable are dropped for that model only; a variable that cannot be
+    fitted gets one row with ``error``.
     """
     rows = []
     for var in variables:
@@ -656,27 +685,35 @@ def univariate_screen(frame, time: str, event: str, variables: Sequence[str], *,
             fit = fit_cox(sub, time, event, [var], categorical=categorical,
                           reference=reference, ties=ties)
         except UserError as exc:
-            rows.append({"variable": var, "term": var, "error": str(exc), "p_term": None})
+            rows.append({"variable": var, "term": var, "error": str(exc), "p_term_lr": None,
+                         "p_term_wald": None})
             continue
+        wald = fit.term_tests()[var]["p"]
         for row in fit.table():
             rows.append({"variable": var, **row, "n": fit.n, "events": fit.events,
-                         "p_term": fit.lr["p"]})
+                         "p_term_lr": fit.lr["p"], "p_term_wald": wald})
     return rows
 
 
 def multivariable_from_screen(frame, time: str, event: str, variables: Sequence[str], *,
                               threshold: float = 0.05, categorical: Sequence[str] = (),
                               reference: Mapping[str, str] | None = None,
-                              forced: Sequence[str] = (), ties: str = "efron") -> dict:
+                              forced: Sequence[str] = (), ties: str = "efron",
+                              selection_test: str = "lr") -> dict:
     """Univariate screen, then a multivariable model of variables with term p < threshold.
 
+    ``selection_test`` is "lr" (likelihood-ratio p of the variable, default) or "wald".
     ``forced`` variables (e.g. the signature) always enter. The multivariable model uses
-    complete cases on the selected variables.
+    complete cases on the selected variables. Returns ``{"univariate": rows, "selected":
+    names, "multivariable": CoxFit | None}``.
     """
+    if selection_test not in ("lr", "wald"):
+        raise UserError(f"selection_test must be 'lr' or 'wald', got {selection_test!r}")
+    key = f"p_term_{selection_test}"
     uni = univariate_screen(frame, time, event, variables, categorical=categorical,
                             reference=reference, ties=ties)
     selected = list(dict.fromkeys(
-        [r["variable"] for r in uni if r.get("p_term") is not None and r["p_term"] < threshold]
+        [r["variable"] for r in uni if r.get(key) is not None and r[key] < threshold]
         + list(forced)))
     multi = None
     if selected:

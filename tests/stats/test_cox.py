@@ -159,6 +159,11 @@ def test_univariate_screen_and_multivariable():
     uni_sex = next(r for r in out["univariate"] if r["variable"] == "sex")
     single = cox.fit_cox(lung[["time", "status", "sex"]].dropna(), "time", "status", ["sex"])
     assert uni_sex["coef"] == pytest.approx(single.coef[0])
+    assert uni_sex["p_term_wald"] == pytest.approx(uni_sex["p"])  # one column: Wald z = term test
+    assert uni_sex["p_term_lr"] == pytest.approx(single.lr["p"])
+    wald = cox.multivariable_from_screen(lung, "time", "status", ["age", "sex"], threshold=0.05,
+                                         selection_test="wald", forced=["age"])
+    assert wald["selected"] == ["sex", "age"]
 
 
 def test_degenerate_models_raise_user_errors():
