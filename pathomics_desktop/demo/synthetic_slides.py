@@ -273,10 +273,13 @@ def _render_class(cls: int, rng: np.random.Generator, mpp: float, a: float) -> t
 
 def _to_rgb(ch: np.ndarray, ce: np.ndarray, stain: CenterStain) -> np.ndarray:
     """Beer-Lambert: I = 255 exp(-(c_H h + c_E e)), uint8 RGB."""
+    import cv2
+
     h = np.asarray(stain.h_vector, np.float32) * (stain.h_intensity * DENSITY)
     e = np.asarray(stain.e_vector, np.float32) * (stain.e_intensity * DENSITY)
-    od = ch[..., None] * h + ce[..., None] * e
-    return np.clip(255.0 * np.exp(-od) + 0.5, 0, 255).astype(np.uint8)
+    channels = [cv2.convertScaleAbs(cv2.exp(cv2.addWeighted(ch, -float(h[c]), ce, -float(e[c]), 0.0)), alpha=255.0)
+                for c in range(3)]  # 255 exp(-OD), rounded and saturated to uint8
+    return cv2.merge(channels)
 
 
 def _render_bank(rng: np.random.Generator, mpp: float, a: float, stain: CenterStain) -> list[list[np.ndarray]]:
@@ -377,8 +380,7 @@ class _Composer:
                     sub = layer[j * block:(j + 1) * block, i * block:(i + 1) * block]
                     sub[...] = src[:sub.shape[0], :sub.shape[1]]
             if len(present) > 1:
-                sel = labels == cls
-                out[sel] = layer[sel]
+                np.copyto(out, layer, where=(labels == cls)[..., None])
         return out
 
 
@@ -563,3 +565,24 @@ def write_tumour_roi_geojson(path: str | os.PathLike[str], *, width: int, height
     tmp.write_text(json.dumps(doc), encoding="utf-8")
     tmp.replace(path)
     return bbox
+
+
+def _write_one(kwargs: dict) -> SyntheticSlideInfo:
+    return write_synthetic_slide(**kwargs)
+
+
+def write_synthetic_slides(specs: list[dict], *, processes: int | None = None) -> list[SyntheticSlideInfo]:
+    """Write many slides in parallel processes (one slide per task, one thread inside).
+
+    Each spec holds :func:`write_synthetic_slide`'s keyword arguments including ``path``
+    (e.g. ``{"path": ..., "width": 4096, "height": 4096, "aggressiveness": z, "center": "A",
+    "seed": 7, "roi_path": ...}``). Results come back in the order of ``specs``.
+    """
+    from concurrent.futures import ProcessPoolExecutor
+
+    jobs = [{"workers": 1, **spec} for spec in specs]
+    n = processes or min(len(jobs), os.cpu_count() or 1)
+    if n <= 1 or len(jobs) <= 1:
+        return [_write_one(j) for j in jobs]
+    with ProcessPoolExecutor(max_workers=n) as pool:
+        return list(pool.map(_write_one, jobs))

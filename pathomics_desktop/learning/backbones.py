@@ -9,6 +9,7 @@ everything but the head is loaded and the head keeps its fresh initialisation.
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -57,7 +58,7 @@ def list_backbones() -> list[str]:
 
 
 def backbone_family(name: str) -> str:
-    """"cnn" or "crossformer"; raises UserError for an unknown name."""
+    """Family of a backbone, "cnn" or "crossformer"; UserError for an unknown name."""
     try:
         return BACKBONES[name][0]
     except KeyError:
@@ -115,9 +116,13 @@ def read_state_dict(path: str | Path) -> dict[str, "torch.Tensor"]:
 
             state = load_file(str(path), device="cpu")
         else:
-            state = torch.load(path, map_location="cpu", weights_only=True)
+            state = _torch_load_weights_only(path)
     except Exception as exc:  # corrupt or non-weight file: the user's file is at fault
-        raise UserError(f"cannot read weight file {path}: {exc}") from exc
+        reason = str(exc)
+        if "WeightsUnpickler error:" in reason:
+            reason = reason.split("WeightsUnpickler error:", 1)[1]
+        reason = reason.strip().splitlines()[0] if reason.strip() else type(exc).__name__
+        raise UserError(f"cannot read weight file {path}: {reason}") from exc
     for _ in range(2):
         if isinstance(state, dict):
             nested = next((state[k] for k in _NESTING_KEYS
@@ -132,6 +137,43 @@ def read_state_dict(path: str | Path) -> dict[str, "torch.Tensor"]:
     if all(k.startswith("module.") for k in tensors):
         tensors = {k[len("module."):]: v for k, v in tensors.items()}
     return tensors
+
+
+_UNSUPPORTED_GLOBAL = re.compile(r"Unsupported global: GLOBAL ([\w.]+)")
+
+
+def _torch_load_weights_only(path: Path, max_stubs: int = 32):
+    """``torch.load(weights_only=True)`` that tolerates non-tensor objects in a checkpoint.
+
+    Training checkpoints (e.g. the official CrossFormer ones) may pickle a config object
+    (``yacs.config.CfgNode``) beside the weights. The weights-only unpickler refuses such
+    classes; we map each refused name to a stub that returns an empty OrderedDict, so
+    nothing from the file is imported or executed and the tensors load as usual.
+    """
+    import collections
+    import pickle
+
+    import torch
+
+    class _Placeholder:
+        def __new__(cls, *args, **kwargs):
+            return collections.OrderedDict()
+
+    stubbed: list[str] = []
+    while True:
+        try:
+            with torch.serialization.safe_globals([(_Placeholder, name) for name in stubbed]):
+                state = torch.load(path, map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError as exc:
+            match = _UNSUPPORTED_GLOBAL.search(str(exc))
+            if match is None or match.group(1) in stubbed or len(stubbed) >= max_stubs:
+                raise
+            name = match.group(1)
+            stubbed += [name] if "." in name else [name, f"builtins.{name}"]
+            continue
+        if stubbed:
+            log.info("%s: ignored non-weight objects %s", path, stubbed)
+        return state
 
 
 def load_pretrained_weights(model: "nn.Module", path: str | Path,

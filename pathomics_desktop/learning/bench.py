@@ -133,29 +133,21 @@ def end_to_end(model: "nn.Module", batches: Iterable[np.ndarray], device: "torch
     ``normalise`` = its torch Macenko normaliser (uint8 (B, H, W, 3) tensor on ``device`` ->
     same). Reading time is included because the iterator is consumed inside the timer.
     """
-    import torch
+    from pathomics_desktop.learning.inference import predict_probabilities
 
-    from pathomics_desktop.learning.preprocess import tiles_to_tensor
+    counted: list[int] = []
 
-    use_amp = amp and device.type == "cuda"
-    amp_dtype = torch.bfloat16 if (use_amp and torch.cuda.is_bf16_supported()) else torch.float16
-    memory_format = torch.channels_last if (channels_last and device.type == "cuda") \
-        else torch.contiguous_format
-    model = model.to(device).eval().to(memory_format=memory_format)
-    n_tiles = 0
+    def counting(source: Iterable[np.ndarray]) -> Iterable[np.ndarray]:
+        for batch in source:
+            counted.append(len(batch))
+            yield batch
+
     start = time.perf_counter()
-    with torch.inference_mode():
-        for batch in batches:
-            tiles = torch.as_tensor(np.asarray(batch)).to(device, non_blocking=True)
-            if normalise is not None:
-                tiles = normalise(tiles)
-            images = tiles_to_tensor(tiles, device=device,
-                                     channels_last=memory_format == torch.channels_last)
-            with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
-                model(images).float().softmax(dim=1).cpu()
-            n_tiles += len(tiles)
+    predict_probabilities(model, counting(batches), device=device, normalise=normalise,
+                          amp=amp, channels_last=channels_last)
     _synchronise(device)
     seconds = time.perf_counter() - start
+    n_tiles = sum(counted)
     return {"tiles_per_s": n_tiles / seconds if seconds > 0 else float("nan"),
             "tiles": n_tiles, "seconds": seconds}
 

@@ -220,20 +220,25 @@ class GroupAttention(nn.Module):
         self.qkv = nn.Linear(dim, 3 * dim, bias=qkv_bias)
         self.proj = nn.Linear(dim, dim)
         self.proj_drop = nn.Dropout(drop)
-        self._register_load_state_dict_pre_hook(self._refresh_derived_buffers)
+        self._offset_cache: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
+        self.register_load_state_dict_pre_hook(GroupAttention._refresh_derived_buffers)
 
-    def _refresh_derived_buffers(self, state_dict, prefix, *args, **kwargs):
+    @staticmethod
+    def _refresh_derived_buffers(module, state_dict, prefix, *args) -> None:
         # ``biases`` and ``relative_position_index`` are functions of the group size only;
         # a checkpoint made at another input size (or without them) gets ours.
         for name in ("biases", "relative_position_index"):
-            state_dict[prefix + name] = getattr(self, name).clone()
+            state_dict[prefix + name] = getattr(module, name).clone()
 
     def position_bias(self, gh: int, gw: int) -> torch.Tensor:
         """(heads, gh*gw, gh*gw) bias for a gh x gw group."""
         if (gh, gw) == (self.group_size, self.group_size):
             offsets, index = self.biases, self.relative_position_index
-        else:
-            offsets, index = relative_offsets(gh, gw, device=self.biases.device)
+        else:  # other group shapes (small maps, LDA on large inputs): cached per shape/device
+            key = (gh, gw, str(self.biases.device))
+            if key not in self._offset_cache:
+                self._offset_cache[key] = relative_offsets(gh, gw, device=self.biases.device)
+            offsets, index = self._offset_cache[key]
         table = self.pos(offsets.to(self.pos.pos_proj.weight.dtype))
         n = gh * gw
         return table[index.reshape(-1)].reshape(n, n, -1).permute(2, 0, 1)

@@ -77,7 +77,8 @@ def grad_cam(model: "nn.Module", images: "torch.Tensor", target_class: int | lis
     model.eval()
     try:
         with torch.enable_grad():
-            logits = model(images)
+            # an input that requires grad keeps the graph even when the model is frozen
+            logits = model(images.detach().requires_grad_(True))
             if not captured or captured[-1].ndim not in (3, 4):
                 raise ValueError("Grad-CAM target layer must output a (B, C, h, w) map "
                                  "or (B, h*w, C) tokens")

@@ -29,6 +29,7 @@ seconds and at epoch ends; ``cancel.cancelled`` is checked at every iteration.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import random
@@ -47,6 +48,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from torch.utils.data import Dataset
 
 ProgressCallback = Callable[[float, str], None]
+log = logging.getLogger(__name__)
 
 CHECKPOINT_NAME = "last.pt"
 BEST_WEIGHTS_NAME = "best.pt"
@@ -152,11 +154,18 @@ class TrainResult:
 
 
 def dataset_labels(dataset: "Dataset") -> np.ndarray:
-    """Integer labels of a dataset: its ``labels``/``targets`` attribute, else read them all."""
+    """Integer labels of a dataset: its ``labels``/``targets`` attribute (also through a
+    ``torch.utils.data.Subset``), else read every item once."""
     for name in ("labels", "targets"):
         values = getattr(dataset, name, None)
         if values is not None:
             return np.asarray(values, dtype=np.int64).reshape(-1)
+    parent, indices = getattr(dataset, "dataset", None), getattr(dataset, "indices", None)
+    if parent is not None and indices is not None:
+        for name in ("labels", "targets"):
+            values = getattr(parent, name, None)
+            if values is not None:
+                return np.asarray(values, dtype=np.int64).reshape(-1)[np.asarray(indices)]
     return np.asarray([int(dataset[i][1]) for i in range(len(dataset))], dtype=np.int64)
 
 
@@ -299,6 +308,9 @@ def train(model: "nn.Module", train_data: "Dataset", val_data: "Dataset | None",
     counts = class_counts(labels, num_classes)
     if val_data is not None and len(val_data) == 0:
         raise UserError("the validation set is empty")
+    if val_data is None and config.early_stopping_patience is not None:
+        log.warning("early stopping needs a validation set; training all %d epochs",
+                    config.epochs)
 
     seed_everything(config.seed)
     model.to(device)
@@ -350,6 +362,10 @@ def train(model: "nn.Module", train_data: "Dataset", val_data: "Dataset | None",
         if checkpoint["config"] != config.fingerprint():
             raise UserError(f"checkpoint {checkpoint_path} was made with other settings; "
                             "delete it or use another folder to start afresh")
+        if checkpoint["class_counts"] != counts.tolist():
+            raise UserError(f"checkpoint {checkpoint_path} was made on another training set "
+                            f"(class counts {checkpoint['class_counts']}, now "
+                            f"{counts.tolist()}); use another folder to start afresh")
         model.load_state_dict(checkpoint["model"])
         optimizer.load_state_dict(checkpoint["optimizer"])
         scheduler.load_state_dict(checkpoint["scheduler"])
@@ -405,6 +421,7 @@ def train(model: "nn.Module", train_data: "Dataset", val_data: "Dataset | None",
             "model": model.state_dict(), "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
             "rng": capture_rng_state(), "config": config.fingerprint(),
+            "class_counts": counts.tolist(),
             "epoch": state["epoch"], "step": state["step"],
             "best_val_loss": state["best_val_loss"], "best_step": state["best_step"],
             "stopped_early": state["stopped_early"], "history": json.dumps(state["history"]),

@@ -152,13 +152,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--memory-mpp", type=float, default=0.5, help="um/px of the memory-test slide")
     ap.add_argument("--naive-sample", type=int, default=400, help="tiles read by the naive loop (evenly spaced)")
     ap.add_argument("--workers", type=int, default=0, help="threads (default: CPU cores)")
+    ap.add_argument("--repeat", type=int, default=3, help="interleaved repeats; the best time of each is used")
     ap.add_argument("--cache", default=None, help="folder for synthetic bench slides (kept between runs)")
     ap.add_argument("--no-stain", action="store_true", help="leave the stain estimate out of the tiler run")
     ap.add_argument("--quick", action="store_true", help="small smoke run (4096 px at 0.5 um/px, no memory slide)")
     ap.add_argument("--json", default=None, help="also write the results to this JSON file")
     args = ap.parse_args(argv)
     if args.quick:
-        args.size, args.slide_mpp, args.memory_size, args.naive_sample = 4096, 0.5, 0, 16
+        args.size, args.slide_mpp, args.memory_size, args.naive_sample, args.repeat = 4096, 0.5, 0, 16, 1
     workers = args.workers or (os.cpu_count() or 1)
     cache = Path(args.cache or Path(tempfile.gettempdir()) / "pathomics-bench")
 
@@ -172,17 +173,26 @@ def main(argv: list[str] | None = None) -> int:
         plan = plan_tiles(src, meta, params)
     n_cand = int(plan.x.size)
 
-    with tempfile.TemporaryDirectory(prefix="pathomics-bench-") as tmp:
-        ours = _run_tiler_child(slide, Path(tmp) / "ours", workers, not args.no_stain)
-    ours_rate = ours["n_tiles"] / ours["seconds"]
-
     pick = np.unique(np.linspace(0, n_cand - 1, min(n_cand, args.naive_sample)).round().astype(int))
-    kept_naive, t_naive = _naive(slide, plan.x[pick], plan.y[pick], plan.read_size, plan.level,
-                                 params.tile_size, params.white_level, params.tissue_threshold)
+    runs: dict[str, list[float]] = {"tiler": [], "naive": [], "decode": [], "decode_scaled": []}
+    ours: dict = {}
+    kept_naive = n_stored = 0
+    for _rep in range(max(1, args.repeat)):  # interleaved repeats, best of each (shared, noisy cores)
+        with tempfile.TemporaryDirectory(prefix="pathomics-bench-") as tmp:
+            run = _run_tiler_child(slide, Path(tmp) / "ours", workers, not args.no_stain)
+        if not ours or run["seconds"] < ours["seconds"]:
+            ours = run
+        runs["tiler"].append(run["seconds"])
+        kept_naive, t = _naive(slide, plan.x[pick], plan.y[pick], plan.read_size, plan.level,
+                               params.tile_size, params.white_level, params.tissue_threshold)
+        runs["naive"].append(t)
+        n_stored, t = _decode_bound(slide, plan.x, plan.y, plan.read_size, plan.level, params.tile_size, workers, False)
+        runs["decode"].append(t)
+        _, t = _decode_bound(slide, plan.x, plan.y, plan.read_size, plan.level, params.tile_size, workers, True)
+        runs["decode_scaled"].append(t)
+    t_naive, t_dec, t_dec_s = min(runs["naive"]), min(runs["decode"]), min(runs["decode_scaled"])
+    ours_rate = ours["n_tiles"] / ours["seconds"]
     naive_rate = kept_naive / t_naive if t_naive > 0 else float("nan")
-
-    n_stored, t_dec = _decode_bound(slide, plan.x, plan.y, plan.read_size, plan.level, params.tile_size, workers, False)
-    n_stored_s, t_dec_s = _decode_bound(slide, plan.x, plan.y, plan.read_size, plan.level, params.tile_size, workers, True)
     bound_rate = ours["n_tiles"] / t_dec
     bound_rate_s = ours["n_tiles"] / t_dec_s
 
@@ -200,6 +210,7 @@ def main(argv: list[str] | None = None) -> int:
         "ratio_vs_naive": round(ours_rate / naive_rate, 2) if naive_rate > 0 else None,
         "ratio_vs_decode_bound": round(ours_rate / bound_rate, 2),
         "ratio_vs_scaled_decode_bound": round(ours_rate / bound_rate_s, 2),
+        "repeats": {k: [round(v, 3) for v in vals] for k, vals in runs.items()},
     }
     print(f"slide {slide.name}: {meta.width} x {meta.height} px at {meta.effective_mpp} um/px; "
           f"tiles {params.tile_size} px at {params.target_mpp} um/px = {plan.read_size} level-0 px from level {plan.level}")
@@ -211,6 +222,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{bound_rate:.1f} tissue tiles/s")
     print(f"decode bound with DCT scaling as the tiler uses: {t_dec_s:.2f} s = {bound_rate_s:.1f} tissue tiles/s")
     print(f"ratio tiler / naive = {result['ratio_vs_naive']}x (goal >= 4)")
+    print(f"(best of {max(1, args.repeat)} interleaved runs each; all times: {result['repeats']})")
     print(f"ratio tiler / decode bound = {result['ratio_vs_decode_bound']}x (goal >= 0.7); "
           f"vs scaled-decode bound = {result['ratio_vs_scaled_decode_bound']}x")
 

@@ -70,6 +70,12 @@ def _tile(args: argparse.Namespace) -> int:
     slides = _expand(args.slide)
     if not slides:
         raise UserError("no slides given (files or folders of slides)")
+    stems: dict[str, Path] = {}
+    for slide in slides:  # one index per file stem in --out
+        if slide.stem in stems and stems[slide.stem] != slide:
+            raise UserError(f"slides {stems[slide.stem]} and {slide} would share the index "
+                            f"{slide.stem}.parquet; tile them into different --out folders")
+        stems[slide.stem] = slide
     params = TilingParams(tile_size=args.tile_size, target_mpp=args.mpp, tissue_threshold=args.tissue_threshold,
                           roi_threshold=args.roi_threshold, white_level=args.white_level,
                           mask=TissueMaskParams(mask_downsample=args.mask_downsample),

@@ -196,3 +196,35 @@ def require_mpp(meta: SlideMetadata) -> float:
     if mpp is None:
         raise UserError(f"slide {meta.path}: {meta.mpp_status} MPP - {meta.mpp_message}")
     return mpp
+
+
+def read_thumbnail(path: str | os.PathLike[str], max_size: int = 1024):
+    """RGB uint8 thumbnail (longest side <= ``max_size``) read from the smallest suitable
+    pyramid level, transparent areas on white (for the registry's thumbnail cache)."""
+    import numpy as np
+
+    slide = open_slide(path)
+    try:
+        img = slide.get_thumbnail((max_size, max_size)).convert("RGB")
+    except Exception as exc:  # openslide.OpenSlideError on corrupt pixel data
+        raise UserError(f"slide {path}: cannot read a thumbnail ({exc})") from exc
+    finally:
+        slide.close()
+    return np.asarray(img)
+
+
+def write_thumbnail(path: str | os.PathLike[str], out_path: str | os.PathLike[str], max_size: int = 1024) -> Path:
+    """Write :func:`read_thumbnail` as PNG/JPEG (by suffix), atomically."""
+    import cv2
+    import numpy as np
+
+    rgb = read_thumbnail(path, max_size)
+    out = Path(out_path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    ok, buf = cv2.imencode(out.suffix or ".png", np.ascontiguousarray(rgb[..., ::-1]))
+    if not ok:
+        raise UserError(f"thumbnail {out}: unsupported image type {out.suffix!r}")
+    tmp = out.with_name(out.name + ".tmp")
+    tmp.write_bytes(buf.tobytes())
+    os.replace(tmp, out)
+    return out

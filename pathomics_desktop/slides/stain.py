@@ -223,6 +223,21 @@ def fit_macenko(tiles, *, io: float = IO, alpha: float = ALPHA, beta: float = BE
     return StainReference(he[0].tolist(), max_c.tolist(), io, source, int(stained.shape[1]))
 
 
+def fit_macenko_from_slide(slide_path, tile_index, *, n_tiles: int = 64, seed: int = 0,
+                           mpp_override: float | None = None) -> StainReference:
+    """Fit a reference from ``n_tiles`` random tiles of one slide's tile index (a chosen
+    reference slide, e.g. of the development center)."""
+    from pathomics_desktop.slides.tiling import iter_tile_batches
+
+    if len(tile_index) == 0:
+        raise UserError(f"stain reference: slide {slide_path} has no tiles")
+    rng = np.random.default_rng(seed)
+    pick = np.sort(rng.choice(len(tile_index), size=min(n_tiles, len(tile_index)), replace=False))
+    batches = [b for _rows, b in iter_tile_batches(slide_path, tile_index.iloc[pick], batch_size=16,
+                                                   mpp_override=mpp_override)]
+    return fit_macenko(np.concatenate(batches), source=f"fitted: {slide_path} ({len(pick)} tiles)")
+
+
 def macenko_normalize(images, reference: StainReference | None = None, *, alpha: float = ALPHA,
                       beta: float = BETA, min_fraction: float = 0.05, ratio_min: float = 0.5,
                       ratio_max: float = 2.0, device=None, max_pixels: int = 65536) -> MacenkoResult:

@@ -235,10 +235,17 @@ def index_path_for(slide_path: str | os.PathLike[str], out_dir: str | os.PathLik
     return Path(out_dir) / (Path(slide_path).stem + ".parquet")
 
 
-def _file_sha256(path: str | os.PathLike[str] | None) -> str | None:
-    if path is None:
+def _rois_sha256(rois: list[Roi] | None) -> str | None:
+    """Hash of the ROI geometries and names (what the index depends on), None without ROIs."""
+    if not rois:
         return None
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    import shapely
+
+    digest = hashlib.sha256()
+    for roi in rois:
+        digest.update(roi.label.encode("utf-8") + b"\0")
+        digest.update(shapely.to_wkb(shapely.normalize(roi.geometry), output_dimension=2))
+    return digest.hexdigest()
 
 
 def _numeric_array(values: np.ndarray, dtype: str):
@@ -346,7 +353,7 @@ def tile_slide(
         "version": INDEX_VERSION, "slide": Path(slide_path).name, "slide_path": str(Path(slide_path).resolve()),
         "slide_size": [meta.width, meta.height], "slide_file_size": meta.file_size,
         "slide_mpp": mpp, "mpp_source": "override" if meta.mpp_override is not None else "scanner",
-        "params": params.recorded(), "roi_sha256": _file_sha256(roi_path),
+        "params": params.recorded(), "roi_sha256": _rois_sha256(rois),
         "n_rois": len(rois or []),
     }
     key_fields = ("version", "slide_size", "slide_file_size", "slide_mpp", "params", "roi_sha256", "n_rois")

@@ -71,13 +71,17 @@ class CoxData:
         new_group[1:] = (self.time[1:] != self.time[:-1]) | (self.strata[1:] != self.strata[:-1])
         self.group = np.cumsum(new_group) - 1
         n_groups = int(self.group[-1]) + 1 if n else 0
-        self.group_end = np.append(np.flatnonzero(new_group)[1:] - 1, n - 1)
+        self.group_start = np.flatnonzero(new_group)
+        self.group_end = np.append(self.group_start[1:] - 1, n - 1)
         new_stratum = np.ones(n, dtype=bool)
         new_stratum[1:] = self.strata[1:] != self.strata[:-1]
         stratum_id = np.cumsum(new_stratum) - 1
         self.stratum_start = np.flatnonzero(new_stratum)[stratum_id]  # per row
         self.group_stratum_start = self.stratum_start[self.group_end]
         self.group_stratum_id = stratum_id[self.group_end]
+        sid = self.group_stratum_id
+        ends = np.flatnonzero(np.append(sid[1:] != sid[:-1], True)) if n else np.zeros(0, int)
+        self.last_group_of_stratum = ends[sid]
         self.d = np.bincount(self.group, weights=self.event.astype(float), minlength=n_groups)
         # deaths expanded: one entry per death, its group and Efron fraction l/d
         self.death_groups = np.flatnonzero(self.d > 0)
@@ -103,13 +107,8 @@ class CoxData:
         """
         rev = np.cumsum(per_group[::-1], axis=0)[::-1]
         # subtract what belongs to later strata (groups after the stratum's last group)
-        n_groups = self.n_groups
-        last_group_of_stratum = np.zeros(n_groups, dtype=np.int64)
-        sid = self.group_stratum_id
-        ends = np.flatnonzero(np.append(sid[1:] != sid[:-1], True))
-        last_group_of_stratum = ends[sid]
         after = np.concatenate([rev, np.zeros((1,) + per_group.shape[1:])], axis=0)[
-            last_group_of_stratum + 1]
+            self.last_group_of_stratum + 1]
         per_group_total = rev - after
         return per_group_total[self.group]
 
@@ -136,9 +135,9 @@ class CoxData:
         S0 = self._risk_sums(r)
         S1 = self._risk_sums(rX)
         dead = self.event
-        S0D = np.bincount(self.group, weights=r * dead, minlength=self.n_groups)
-        S1D = np.zeros((self.n_groups, X.shape[1]))
-        np.add.at(S1D, self.group[dead], rX[dead])
+        # rows of a (stratum, time) group are contiguous in sorted order
+        S0D = np.add.reduceat(r * dead, self.group_start)
+        S1D = np.add.reduceat(rX * dead[:, None], self.group_start, axis=0)
         g = self.death_group_of_term
         f = self.frac
         a = S0[g] - f * S0D[g]
@@ -201,8 +200,18 @@ class CoxData:
         return out
 
 
+def _design_rank(Xc: np.ndarray) -> int:
+    """Numerical rank of a centred design from its scaled cross-product (cheap for large n)."""
+    scale = np.sqrt(np.einsum("ij,ij->j", Xc, Xc))
+    scale[scale == 0] = 1.0
+    gram = (Xc.T @ Xc) / np.outer(scale, scale)
+    eig = np.linalg.eigvalsh(gram)
+    return int(np.sum(eig > 1e-10 * max(eig.max(initial=0.0), 1e-300)))
+
+
 def newton_raphson(data: CoxData, *, init: np.ndarray | None = None, max_iter: int = 50,
-                   eps: float = 1e-10, penalty=None, names: Sequence[str] = ()) -> tuple:
+                   eps: float = 1e-10, penalty=None, names: Sequence[str] = (),
+                   init_deriv: dict | None = None) -> tuple:
     """Maximise the (optionally penalised) partial likelihood; returns (beta, deriv, iters).
 
     ``penalty(beta) -> (value, gradient, hessian)`` is subtracted from the log-likelihood.
@@ -222,7 +231,11 @@ def newton_raphson(data: CoxData, *, init: np.ndarray | None = None, max_iter: i
             dv["ploglik"], dv["pscore"], dv["pinfo"] = dv["loglik"], dv["score"], dv["info"]
         return dv
 
-    dv = evaluate(beta)
+    if init_deriv is not None and penalty is None and not np.any(beta):
+        dv = dict(init_deriv)
+        dv["ploglik"], dv["pscore"], dv["pinfo"] = dv["loglik"], dv["score"], dv["info"]
+    else:
+        dv = evaluate(beta)
     converged = False
     iters = 0
     sd = data.X.std(axis=0) if p else np.zeros(0)
@@ -477,11 +490,10 @@ def fit_cox_arrays(time: Sequence[float], event: Sequence, X: np.ndarray, *,
     if strata is not None:
         _, s_codes = np.unique(np.asarray(strata, dtype=str), return_inverse=True)
     data = CoxData(t, e, X, s_codes, ties)
-    rank = np.linalg.matrix_rank(data.X)
-    if rank < p:
+    if _design_rank(data.X) < p:
         raise UserError(_singular_message(names))
     d0 = data.derivatives(np.zeros(p))
-    beta, dv, iters = newton_raphson(data, names=names)
+    beta, dv, iters = newton_raphson(data, names=names, init_deriv=d0)
     try:
         naive_var = np.linalg.inv(dv["info"])
     except np.linalg.LinAlgError:

@@ -98,13 +98,38 @@ def test_wrong_architecture_and_bad_files_are_user_errors(tmp_path):
         create_backbone("resnet18", 2, pretrained_weights=other)
 
 
-def test_pickled_objects_are_refused(tmp_path):
+class _RunsCodeWhenUnpickled:
+    """Unpickling calls pathlib.Path.touch(marker): a weights-only load must not run it."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        import pathlib
+
+        return (pathlib.Path.touch, (pathlib.Path(self.marker),))
+
+
+def test_config_objects_in_training_checkpoints_are_tolerated(tmp_path):
     import argparse
 
-    path = tmp_path / "evil.pth"  # an arbitrary pickled object: weights_only refuses it
-    torch.save({"model": {"fc.weight": torch.zeros(2, 512)}, "x": argparse.Namespace(a=1)}, path)
+    torch.manual_seed(0)
+    source = create_backbone("resnet18", 2)
+    path = tmp_path / "training_checkpoint.pth"  # like an official training checkpoint
+    torch.save({"model": source.state_dict(), "config": argparse.Namespace(lr=0.1),
+                "epoch": 299}, path)
+    model = create_backbone("resnet18", 2, pretrained_weights=path)
+    assert model.weight_report.missing == [] and model.weight_report.skipped_head == []
+    assert torch.equal(model.fc.weight, source.fc.weight)
+
+
+def test_code_in_a_weight_file_is_never_executed(tmp_path):
+    marker = tmp_path / "code_ran"
+    path = tmp_path / "evil.pth"
+    torch.save({"model": {"fc.bias": torch.zeros(2)}, "x": _RunsCodeWhenUnpickled(marker)}, path)
     with pytest.raises(UserError, match="cannot read weight file"):
         create_backbone("resnet18", 2, pretrained_weights=path)
+    assert not marker.exists()
 
 
 def test_macs_match_published_values():

@@ -58,3 +58,34 @@ def test_tiles_to_tensor_standardises_per_channel():
     torch.testing.assert_close(images[0, :, 0, 0], torch.tensor([1.0, -2.0, -1.0]))
     with pytest.raises(UserError, match="uint8"):
         tiles_to_tensor(np.zeros((1, 2, 2, 3), dtype=np.float32))
+
+
+def test_predict_probabilities_and_cancel():
+    from pathomics_desktop.learning.inference import predict_probabilities
+    from pathomics_desktop.learning.training import CancellationToken, Cancelled
+
+    seen = []
+    probs = predict_probabilities(tiny_resnet(3), synthetic_tile_batches(2, 4, 32), "cpu",
+                                  total_tiles=8, progress=lambda f, m: seen.append(f))
+    assert probs.shape == (8, 3) and np.allclose(probs.sum(axis=1), 1.0, atol=1e-5)
+    assert seen == [0.5, 1.0]
+    token = CancellationToken()
+    token.cancel()
+    with pytest.raises(Cancelled):
+        predict_probabilities(tiny_resnet(), synthetic_tile_batches(1, 2, 32), "cpu", cancel=token)
+
+
+def test_tile_dataset_with_augmentation_trains():
+    from pathomics_desktop.learning.preprocess import RandomCropFlip, TileDataset
+
+    rng = np.random.default_rng(0)
+    tiles = rng.integers(0, 256, size=(6, 16, 16, 3), dtype=np.uint8)
+    data = TileDataset(tiles, [0, 1, 0, 1, 0, 1], transform=RandomCropFlip(0.75))
+    image, label = data[1]
+    assert image.shape == (3, 16, 16) and label == 1 and image.dtype == torch.float32
+    plain = TileDataset(lambda i: tiles[i], [0] * 6)
+    torch.testing.assert_close(plain[2][0], tiles_to_tensor(tiles[2:3])[0])
+    flip_only = RandomCropFlip(1.0, flip_probability=1.0)
+    torch.testing.assert_close(flip_only(plain[0][0]), plain[0][0].flip(-1).flip(-2))
+    with pytest.raises(UserError, match="6 tiles but 2 labels"):
+        TileDataset(tiles, [0, 1])

@@ -97,6 +97,8 @@ def test_finished_run_resumes_to_the_same_result(tmp_path):
     assert again.resumed_from_epoch == 1 and again.steps == first.steps
     with pytest.raises(UserError, match="other settings"):
         train(TinyNet(), data, None, TrainConfig(epochs=1, lr=0.02, batch_size=8), tmp_path)
+    with pytest.raises(UserError, match="another training set"):
+        train(TinyNet(), toy_data(24), None, config, tmp_path)
 
 
 def test_cancel_before_first_iteration(tmp_path):
@@ -191,3 +193,22 @@ def test_study_presets_and_gui_safe_loading():
     assert data_loader_options(TrainConfig(), on_cuda=False)["num_workers"] == 0
     workers = data_loader_options(TrainConfig(num_workers=2), on_cuda=False)
     assert workers["multiprocessing_context"] == "spawn"
+
+
+def test_labels_read_through_subset_without_loading_images():
+    from torch.utils.data import Subset
+
+    from pathomics_desktop.learning.training import dataset_labels
+
+    class NoImages(Dataset):
+        labels = np.array([0, 1, 1, 0, 1])
+
+        def __len__(self):
+            return 5
+
+        def __getitem__(self, i):
+            raise AssertionError("labels must not need image reads")
+
+    np.testing.assert_array_equal(dataset_labels(Subset(NoImages(), [4, 0, 2])), [1, 0, 1])
+    np.testing.assert_array_equal(dataset_labels(TensorDataset(torch.zeros(2, 1),
+                                                               torch.tensor([1, 0]))), [1, 0])

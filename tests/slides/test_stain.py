@@ -106,3 +106,16 @@ def test_standardize_and_augment():
     assert a1.shape == (4, 3, 48, 48) and torch.equal(a1, a2)
     z0 = standardize(batch, ChannelStats())
     assert z0.dtype == torch.float32
+
+
+def test_fit_reference_from_slide_index(slide_a, tmp_path):
+    from pathomics_desktop.slides.stain import fit_macenko_from_slide
+    from pathomics_desktop.slides.tiling import TilingParams, read_tile_index, tile_slide
+
+    res = tile_slide(slide_a.path, tmp_path, params=TilingParams(tile_size=256, estimate_stain=False))
+    df, _ = read_tile_index(res.index_path)
+    ref = fit_macenko_from_slide(slide_a.path, df, n_tiles=8)
+    assert _cos(ref.h_vector, center_stain("A").h_vector) > 0.99 and "pat_a.svs" in ref.source
+    # stored per-slide stain vectors agree with the fitted reference
+    res2 = tile_slide(slide_a.path, tmp_path / "s", params=TilingParams(tile_size=256))
+    assert _cos([r[0] for r in res2.stain["he"]], ref.h_vector) > 0.99

@@ -84,3 +84,23 @@ def test_roi_can_be_written_separately_with_same_geometry(slide_a, slide_dir, tm
     a = load_rois(slide_dir / "pat_a.geojson")[0].geometry
     b = load_rois(tmp_path / "again.geojson")[0].geometry
     assert a.equals(b)
+
+
+def test_many_slides_in_parallel_processes(tmp_path):
+    from pathomics_desktop.demo.synthetic_slides import write_synthetic_slides
+
+    specs = [{"path": tmp_path / f"p{i}.svs", "width": 1024, "height": 1024, "aggressiveness": z,
+              "center": c, "seed": i, "roi_path": tmp_path / f"p{i}.geojson"}
+             for i, (z, c) in enumerate([(0.5, "A"), (-0.5, "B"), (1.0, "C")])]
+    infos = write_synthetic_slides(specs, processes=2)
+    assert [i.center for i in infos] == ["A", "B", "C"]
+    for info in infos:
+        assert openslide.OpenSlide(info.path).properties["openslide.vendor"] == "aperio"
+
+
+def test_thumbnail(slide_a, tmp_path):
+    from pathomics_desktop.slides.reader import read_thumbnail, write_thumbnail
+
+    thumb = read_thumbnail(slide_a.path, 256)
+    assert thumb.shape == (256, 256, 3) and thumb.dtype == np.uint8
+    assert write_thumbnail(slide_a.path, tmp_path / "t.png", 128).stat().st_size > 100

@@ -214,3 +214,26 @@ def test_cli_mpp_override(slide_dir, tmp_path, capsys):
     assert "missing MPP" in capsys.readouterr().err
     assert _cli(["tile", str(p), "--out", str(tmp_path), "--tile-size", "256", "--mpp-override", "0.25", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["read_size"] == 512
+
+
+def test_fast_path_on_generic_tiled_tiff(slide_a, tmp_path):
+    """A plain pyramidal JPEG TIFF (OpenSlide 'generic-tiff'): fast path == OpenSlide."""
+    import tifffile
+
+    s = openslide.OpenSlide(slide_a.path)
+    base = np.asarray(s.read_region((0, 0), 0, (2048, 2048)))[..., :3].copy()
+    s.close()
+    p = tmp_path / "generic.tif"
+    with tifffile.TiffWriter(p) as tw:
+        tw.write(base, tile=(256, 256), compression="jpeg", photometric="rgb", metadata=None)
+        tw.write(np.ascontiguousarray(base[::4, ::4]), tile=(256, 256), compression="jpeg", photometric="rgb",
+                 metadata=None, subfiletype=1)  # reduced-resolution image: a pyramid level
+    g = openslide.OpenSlide(str(p))
+    assert g.properties["openslide.vendor"] == "generic-tiff"
+    g.close()
+    with SlideTileSource(p) as fast, SlideTileSource(p, fast_path=False) as slow:
+        assert fast.fast is not None
+        for level, rs in [(0, 512), (1, 2048)]:
+            a = fast.read(512, 512, rs, level, 256).astype(int)
+            b = slow.read(512, 512, rs, level, 256).astype(int)
+            assert np.abs(a - b).mean() < 2.0
