@@ -12,6 +12,10 @@ def register(sub) -> None:
     p.add_argument("--seed", type=int, default=2024, help="simulation seed (deterministic)")
     p.add_argument("--split-seed", type=int, default=20240101)
     p.add_argument("--database-url", default="", help="PostgreSQL URL (default: embedded SQLite)")
+    p.add_argument("--slides", action="store_true",
+                   help="also write a synthetic whole-slide image and tumour ROI per patient")
+    p.add_argument("--slide-size", type=int, default=1536, help="slide width and height in pixels (at 20x)")
+    p.add_argument("--slide-limit", type=int, default=None, help="only the first N patients get slides")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_demo)
 
@@ -24,6 +28,14 @@ def cmd_demo(args) -> int:
 
     result = create_demo_project(args.dir, seed=args.seed, split_seed=args.split_seed,
                                  database_url=args.database_url, progress=progress)
+    if args.slides:
+        from pathomics_desktop.demo.cohort_slides import add_demo_slides
+        from pathomics_desktop.jobs.core import JobContext
+        from pathomics_desktop.project import Project
+
+        ctx = JobContext(on_progress=progress)
+        result["slides"] = add_demo_slides(Project.load(result["project"]), size=args.slide_size,
+                                           seed=args.seed, limit=args.slide_limit, ctx=ctx)
     if args.json:
         print(json.dumps(result, indent=2))
     else:

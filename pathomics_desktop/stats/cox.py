@@ -37,7 +37,7 @@ import numpy as np
 from scipy import stats as sps
 
 from pathomics_desktop.errors import UserError
-from pathomics_desktop.stats.km import as_event_array, as_time_array
+from pathomics_desktop.stats.km import as_event_array, as_time_array, timefix
 
 TIES = ("efron", "breslow")
 Z975 = float(sps.norm.ppf(0.975))
@@ -467,7 +467,7 @@ def fit_cox_arrays(time: Sequence[float], event: Sequence, X: np.ndarray, *,
                    cluster: Sequence | None = None, robust: bool = False, ties: str = "efron",
                    terms: Mapping[str, list[int]] | None = None) -> CoxFit:
     """Fit a Cox model on numeric arrays; see the module docstring for the formulas."""
-    t = as_time_array(time)
+    t = timefix(as_time_array(time))  # R's coxph(control = coxph.control(timefix = TRUE))
     e = as_event_array(event)
     X = np.asarray(X, dtype=float)
     if X.ndim == 1:

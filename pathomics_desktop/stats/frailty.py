@@ -30,7 +30,7 @@ from scipy import stats as sps
 from pathomics_desktop.errors import UserError
 from pathomics_desktop.stats.cox import (
     Z975, CoxData, _singular_message, design_matrix, level_label, newton_raphson)
-from pathomics_desktop.stats.km import as_event_array, as_time_array
+from pathomics_desktop.stats.km import as_event_array, as_time_array, timefix
 
 
 @dataclass
@@ -72,7 +72,7 @@ def fit_frailty_arrays(time: Sequence[float], event: Sequence, X: np.ndarray,
                        ties: str = "efron", sparse: bool | None = None,
                        theta: float | None = None) -> FrailtyFit:
     """Fit the Gaussian frailty Cox model (theta by REML unless ``theta`` is given)."""
-    t = as_time_array(time)
+    t = timefix(as_time_array(time))
     e = as_event_array(event)
     X = np.asarray(X, float)
     if X.ndim == 1:

@@ -20,6 +20,7 @@ and ``survdiff``):
 * Test for trend with scores w: ``chisq = (w'(O - E))^2 / (w' V w)`` on 1 df
   (Collett, *Modelling Survival Data in Medical Research*, section 2.6).
 * Pairwise log-rank tests for every pair of groups with Holm's step-down adjustment.
+* Times equal up to rounding error are merged first (R's ``timefix``/``aeqSurv``).
 """
 
 from __future__ import annotations
@@ -64,6 +65,23 @@ def as_time_array(time: Sequence, name: str = "time") -> np.ndarray:
     if (values < 0).any():
         raise UserError(f"{name} has negative values")
     return values
+
+
+def timefix(time: np.ndarray, tolerance: float = _TOL) -> np.ndarray:
+    """Merge follow-up times equal up to rounding error, as R ``aeqSurv`` (timefix = TRUE).
+
+    Sorted distinct times y with ``diff(y) <= tol`` or ``diff(y) / mean|y| <= tol`` are
+    replaced by the first of their run, so 0.1 + 0.2 and 0.3 are the same tied time.
+    """
+    y = np.unique(time[np.isfinite(time)])
+    if y.size < 2:
+        return time
+    dy = np.diff(y)
+    tied = (dy <= tolerance) | (dy / np.mean(np.abs(y)) <= tolerance)
+    if not tied.any():
+        return time
+    cuts = y[np.concatenate(([True], ~tied))]
+    return cuts[np.searchsorted(cuts, time, side="right") - 1]
 
 
 @dataclass
@@ -152,11 +170,16 @@ def _first_at_or_below(curve: np.ndarray, time: np.ndarray, target: float) -> fl
 
 
 def kaplan_meier(time: Sequence[float], event: Sequence, *, conf_level: float = 0.95,
-                 conf_type: str = "log") -> KaplanMeier:
-    """Fit a Kaplan-Meier curve with Greenwood standard errors (see module docstring)."""
+                 conf_type: str = "log", fix_times: bool = True) -> KaplanMeier:
+    """Fit a Kaplan-Meier curve with Greenwood standard errors (see module docstring).
+
+    ``fix_times`` merges times equal up to rounding error first (R's timefix).
+    """
     if conf_type not in CONF_TYPES:
         raise UserError(f"conf_type must be one of {CONF_TYPES}, got {conf_type!r}")
     t = as_time_array(time)
+    if fix_times:
+        t = timefix(t)
     e = as_event_array(event)
     if t.size == 0:
         raise UserError("no observations for the Kaplan-Meier estimate")
@@ -274,7 +297,7 @@ def _logrank_parts(t: np.ndarray, e: np.ndarray, g: np.ndarray, k: int,
 def logrank_test(time: Sequence[float], event: Sequence, group: Sequence, *,
                  strata: Sequence | None = None, rho: float = 0.0) -> LogRankResult:
     """k-sample log-rank test (R ``survdiff``), optionally stratified; ``rho`` as survdiff."""
-    t = as_time_array(time)
+    t = timefix(as_time_array(time))
     e = as_event_array(event)
     levels, g = _group_codes(group)
     k = len(levels)
@@ -317,7 +340,7 @@ def logrank_trend(time: Sequence[float], event: Sequence, group: Sequence, *,
                   scores: Sequence[float] | None = None, order: Sequence | None = None,
                   strata: Sequence | None = None) -> dict:
     """Log-rank test for trend across ordered groups; scores default to 1..k in ``order``."""
-    t = as_time_array(time)
+    t = timefix(as_time_array(time))
     e = as_event_array(event)
     levels, g = _group_codes(group, order)
     k = len(levels)
@@ -380,10 +403,11 @@ def pairwise_logrank(time: Sequence[float], event: Sequence, group: Sequence, *,
 def km_by_group(time: Sequence[float], event: Sequence, group: Sequence | None = None, *,
                 conf_level: float = 0.95, conf_type: str = "log") -> dict:
     """Kaplan-Meier curve for each group (dict label -> KaplanMeier), ordered like R factors."""
-    t = as_time_array(time)
+    t = timefix(as_time_array(time))  # on all groups together, as R's survfit
     e = as_event_array(event)
     if group is None:
         return {"all": kaplan_meier(t, e, conf_level=conf_level, conf_type=conf_type)}
     levels, g = _group_codes(group)
-    return {lvl: kaplan_meier(t[g == i], e[g == i], conf_level=conf_level, conf_type=conf_type)
+    return {lvl: kaplan_meier(t[g == i], e[g == i], conf_level=conf_level, conf_type=conf_type,
+                              fix_times=False)
             for i, lvl in enumerate(levels)}

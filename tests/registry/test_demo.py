@@ -98,3 +98,27 @@ def test_demo_identifiers_are_synthetic_and_not_exported(demo):
     assert not {"name", "mrn", "birth_date"} & set(plain.columns)
     assert {"name", "mrn", "birth_date"} <= set(full.columns)
     assert full["name"].str.startswith("Synthetic Person").all()
+
+
+def test_demo_slides_follow_the_latent_variable_and_register(tmp_path):
+    from pathomics_desktop.cli import main
+    from pathomics_desktop.project import Project
+    from pathomics_desktop.registry.service import open_project_registry
+    from pathomics_desktop.registry.slides import list_slides
+
+    root = tmp_path / "demo"
+    assert main(["demo", str(root), "--slides", "--slide-size", "512", "--slide-limit", "4"]) == 0
+    project = Project.load(root)
+    reg = open_project_registry(project)
+    try:
+        slides = list_slides(reg)
+    finally:
+        reg.dispose()
+    assert len(slides) == 4 and all(s["study_id"] and s["qc_status"] == "pending" for s in slides)
+    assert all(s["mpp_flag"] is None and s["mpp_x"] == pytest.approx(0.5) for s in slides)
+    assert len(list((root / "rois").glob("*.geojson"))) == 4
+    # resumable: a second run writes nothing new and registers nothing twice
+    from pathomics_desktop.demo.cohort_slides import add_demo_slides
+
+    again = add_demo_slides(project, size=512, limit=4)
+    assert again["written"] == 0 and again["registered"]["updated"] == 4

@@ -237,3 +237,26 @@ def test_fast_path_on_generic_tiled_tiff(slide_a, tmp_path):
             a = fast.read(512, 512, rs, level, 256).astype(int)
             b = slow.read(512, 512, rs, level, 256).astype(int)
             assert np.abs(a - b).mean() < 2.0
+
+
+def test_fast_path_on_rgb_jpeg_tiles(slide_a, tmp_path):
+    """JPEG tiles stored without colour transform (TIFF photometric RGB, as many SVS)."""
+    import tifffile
+
+    s = openslide.OpenSlide(slide_a.path)
+    base = np.asarray(s.read_region((512, 512), 0, (2048, 2048)))[..., :3].copy()
+    s.close()
+    p = tmp_path / "rgbjpeg.svs"
+    desc = "Aperio Image Library v12.0.15 \r\n2048x2048 (256x256) JPEG/RGB Q=80|AppMag = 40|MPP = 0.25"
+    with tifffile.TiffWriter(p) as tw:
+        for img in (base, np.ascontiguousarray(base[::4, ::4])):
+            tw.write(img, tile=(256, 256), compression="jpeg", photometric="rgb", subsampling=(1, 1),
+                     compressionargs={"outcolorspace": 2}, description=desc, metadata=None)
+    with tifffile.TiffFile(p) as tf:
+        assert tf.pages[0].photometric == 2
+    with SlideTileSource(p) as fast, SlideTileSource(p, fast_path=False) as slow:
+        assert fast.fast is not None
+        for x, y, rs in [(0, 0, 512), (512, 512, 1024)]:
+            a = fast.read(x, y, rs, 0, 512).astype(int)
+            b = slow.read(x, y, rs, 0, 512).astype(int)
+            assert np.abs(a - b).mean() < 2.0

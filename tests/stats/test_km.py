@@ -147,6 +147,23 @@ def test_pairwise_holm_matches_p_adjust():
     close([r["p_adjusted"] for r in rows], ref["p_holm"])
 
 
+def test_times_equal_up_to_rounding_are_tied_like_r():
+    base = np.array([0.1 + 0.2, 0.3, 0.7, 0.6 + 0.1, 1.5, 1.2 + 0.3])
+    time_ = np.concatenate([base + k for k in range(5)])
+    status = np.tile([1, 1, 0, 1, 1, 0, 1, 0, 1, 1], 3)
+    group = np.tile(["a", "b", "c"], 10)
+    assert len(np.unique(time_)) > 15  # the raw floats differ
+    ref = REF["neartie"]
+    fit = km.kaplan_meier(time_, status)
+    assert len(fit.time) == ref["n_times"]
+    close(fit.survival, ref["surv"])
+    close(km.logrank_test(time_, status, group).chisq, ref["logrank"])
+    from pathomics_desktop.stats.cox import fit_cox_arrays
+
+    x = np.tile([0, 1, 1, 0, 2], 6).astype(float)
+    close(fit_cox_arrays(time_, status, x).coef, ref["coef"], rtol=1e-6)
+
+
 def test_holm_adjust_monotone_and_capped():
     adj = km.holm_adjust([0.01, 0.04, 0.03, 0.5])
     np.testing.assert_allclose(adj, [0.04, 0.09, 0.09, 0.5])

@@ -83,5 +83,14 @@ col <- na.omit(col[, c("time", "status", "rx", "sex", "age", "nodes", "differ", 
 out$cox_colon_efron <- cox_ref(coxph(Surv(time, status) ~ rx + sex + age + nodes + factor(differ), data = col))
 out$cox_colon_robust_strata <- cox_ref(coxph(Surv(time, status) ~ rx + age + nodes + strata(sex), cluster = differ, data = col))
 out$cox_ovarian <- cox_ref(coxph(Surv(futime, fustat) ~ age + resid.ds, data = ovarian))
+# times equal up to rounding error (0.1 + 0.2 vs 0.3): R merges them (timefix / aeqSurv);
+# the same expressions are evaluated in Python (IEEE arithmetic), not read from a CSV
+near <- data.frame(time = rep(c(0.1 + 0.2, 0.3, 0.7, 0.6 + 0.1, 1.5, 1.2 + 0.3), 5) + rep(0:4, each = 6),
+                   status = rep(c(1, 1, 0, 1, 1, 0, 1, 0, 1, 1), 3), x = rep(c(0, 1, 1, 0, 2), 6),
+                   g = rep(c("a", "b", "c"), 10))
+fit <- survfit(Surv(time, status) ~ 1, data = near)
+out$neartie <- list(n_times = length(fit$time), surv = fit$surv,
+                    logrank = survdiff(Surv(time, status) ~ g, data = near)$chisq,
+                    coef = unname(coef(coxph(Surv(time, status) ~ x, data = near))))
 write_json(out, "tests/stats/reference/km_cox.json", digits = NA, auto_unbox = TRUE, pretty = FALSE, na = "null")
 cat("written\n")
