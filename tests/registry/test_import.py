@@ -235,3 +235,18 @@ def test_user_defined_variable_is_imported_validated_and_exported(registry, tmp_
     frame = pd.read_csv(out)
     assert dict(zip(frame.study_id, frame.tumour_budding)) == {"P1": "high", "P2": "low"}
     assert dict(zip(frame.study_id, frame.albumin)) == {"P1": 41.0, "P2": 20.0}
+
+
+def test_shipped_redcap_example_mapping_imports_a_raw_export(registry, tmp_path):
+    from pathlib import Path
+
+    mapping = ColumnMapping.load(Path(__file__).resolve().parents[2] / "resources" / "mappings" / "redcap_example.json")
+    reverse = {v: k for k, v in mapping.columns.items()}
+    row = {reverse[k]: v for k, v in patient("RC1").items()}
+    row.update({"gender": "2", "op_type": "1", "grade": "3", "status": "1", "redcap_event_name": "baseline_arm_1",
+                "baseline_complete": "2"})
+    report = import_file(registry, write_csv(tmp_path / "redcap_raw.csv", [row]), mapping=mapping)
+    assert report.errors == [], report.errors
+    with registry.session() as s:
+        p = s.scalars(select(Patient).where(Patient.study_id == "RC1")).one()
+        assert (p.sex, p.surgery.surgery_type, p.pathology.differentiation) == ("male", "PD", "III")
