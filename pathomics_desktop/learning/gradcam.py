@@ -6,10 +6,10 @@ alpha_k = mean_ij dy_c/dA_kij and the map is ReLU(sum_k alpha_k A_k), upsampled 
 the tile size and divided by its maximum so it lies in [0, 1] (all zeros when nothing is
 positive). Target layers: the last convolutional block of the CNNs (ResNet ``layer4``,
 DenseNet ``features`` ending with the last norm + ReLU) and, for CrossFormer, the
-normalised tokens entering the last block of the last stage, laid out on their grid
-(``model.last_grid``). CrossFormer's last stage attends globally (its map is at most a few
-groups wide), so its Grad-CAM maps are smoother than a CNN's; ``method="hirescam"`` keeps
-the gradient per position and is sharper there.
+normalised output tokens of the last stage laid out on their grid (``model.feature_map``).
+CrossFormer's last stage attends globally (its map is at most a few groups wide) and its
+cross-scale embeddings have large kernels, so evidence spreads to neighbouring cells more
+than in a CNN; ``method="hirescam"`` keeps the gradient per position (any token layer).
 
 Rendering uses numpy and Pillow only: a "jet" colormap (blue = low, red = high) blended over
 the tile, and a slide map with one pixel block per tile (transparent where there is no tile).
@@ -34,11 +34,14 @@ if TYPE_CHECKING:  # pragma: no cover
 def default_cam_layer(model: "nn.Module") -> "nn.Module":
     """The module whose output Grad-CAM uses for a backbone of this project.
 
-    CrossFormer: the first LayerNorm of the last block of the last stage (its input tokens,
-    laid on the last stage's grid), the usual choice for hierarchical transformers.
+    CrossFormer: ``feature_map``, the normalised last-stage tokens on their grid. As the
+    logit is z_c = mean_ij(w_c . f_ij) + b_c, its Grad-CAM equals the exact per-token
+    contribution ReLU(w_c . f_ij) (class activation mapping, Zhou et al. 2016). The inputs of
+    the last block's attention (``blocks[-1].norm1``, a common choice for Swin) miss the
+    residual stream and gave maps unrelated to the evidence in our tests.
     """
-    if hasattr(model, "layers") and hasattr(model, "last_grid"):  # CrossFormer
-        return model.layers[-1].blocks[-1].norm1
+    if hasattr(model, "feature_map") and hasattr(model, "last_grid"):  # CrossFormer
+        return model.feature_map
     if hasattr(model, "layer4"):  # ResNet family
         return model.layer4
     if hasattr(model, "features"):  # DenseNet family
@@ -54,21 +57,31 @@ def tokens_to_map(tokens: "torch.Tensor", grid: tuple[int, int]) -> "torch.Tenso
 
 def grad_cam(model: "nn.Module", images: "torch.Tensor", target_class: int | list[int] | None = None,
              target_layer: "nn.Module | None" = None, method: str = "gradcam",
-             output_size: tuple[int, int] | None = None) -> np.ndarray:
+             output_size: tuple[int, int] | None = None,
+             score: str = "centered_logit") -> np.ndarray:
     """Class activation maps (B, H, W) float32 in [0, 1] at the input (or ``output_size``) size.
 
     ``images``: normalised (B, 3, H, W) batch on the model's device. ``target_class``: one
     class for all images, one per image, or None for each image's predicted class.
     ``method``: "gradcam" (Selvaraju et al. 2017, the study's method) or "hirescam"
     (Draelos & Carin 2020: ReLU(sum_k dy_c/dA_k * A_k) element-wise, without averaging the
-    gradient over space; sharper for transformers whose last stage mixes all tokens). The
-    model is run in eval mode; its parameter gradients are left untouched.
+    gradient over space; it differs from Grad-CAM only where the gradient varies across
+    positions, i.e. not at CrossFormer's ``feature_map``, whose gradient is uniform).
+    ``score``: the differentiated class score, "centered_logit" y_c = z_c - mean_k z_k
+    (default) or the raw "logit" z_c. Softmax probabilities do not change when the same
+    amount is added to every logit, so the raw logit of a softmax classifier carries an
+    arbitrary shared part (in a 2-class model z_1 can fall where the evidence for class 1
+    rises, as long as z_0 falls faster); the centred logit removes it (for 2 classes it is
+    (z_1 - z_0) / 2, the log-odds up to a factor). The model is run in eval mode; its
+    parameter gradients are left untouched.
     """
     import torch
     import torch.nn.functional as F
 
     if method not in ("gradcam", "hirescam"):
         raise UserError(f"CAM method must be 'gradcam' or 'hirescam' (got {method!r})")
+    if score not in ("centered_logit", "logit"):
+        raise UserError(f"CAM score must be 'centered_logit' or 'logit' (got {score!r})")
 
     layer = target_layer if target_layer is not None else default_cam_layer(model)
     captured: list[torch.Tensor] = []
@@ -93,8 +106,10 @@ def grad_cam(model: "nn.Module", images: "torch.Tensor", target_class: int | lis
             if targets.shape != (b,) or int(targets.min()) < 0 or int(targets.max()) >= logits.shape[1]:
                 raise UserError(f"Grad-CAM target class {target_class} is not one of the "
                                 f"model's {logits.shape[1]} classes")
-            score = logits.gather(1, targets[:, None]).sum()
-            (grads,) = torch.autograd.grad(score, activations)
+            if score == "centered_logit":  # softmax ignores a shift shared by all logits
+                logits = logits - logits.mean(dim=1, keepdim=True)
+            target_score = logits.gather(1, targets[:, None]).sum()
+            (grads,) = torch.autograd.grad(target_score, activations)
     finally:
         handle.remove()
         model.train(was_training)

@@ -34,7 +34,7 @@ def predict_probabilities(model: "nn.Module", batches: Iterable[np.ndarray],
     """
     import torch
 
-    from pathomics_desktop.learning.preprocess import tiles_to_tensor
+    from pathomics_desktop.learning.preprocess import numpy_to_tensor, tiles_to_tensor
     from pathomics_desktop.learning.training import Cancelled, resolve_device
 
     device = resolve_device(device) if isinstance(device, str) else device
@@ -49,7 +49,7 @@ def predict_probabilities(model: "nn.Module", batches: Iterable[np.ndarray],
         for batch in batches:
             if cancel is not None and cancel.cancelled:
                 raise Cancelled(f"inference cancelled after {done} tiles")
-            tiles = torch.as_tensor(np.asarray(batch)).to(device, non_blocking=cuda)
+            tiles = numpy_to_tensor(batch).to(device, non_blocking=cuda)
             if normalise is not None:
                 tiles = normalise(tiles)
             images = tiles_to_tensor(tiles, device=device,

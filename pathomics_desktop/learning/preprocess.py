@@ -20,6 +20,16 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
+def numpy_to_tensor(array) -> "torch.Tensor":
+    """Tensor sharing the array's memory (a copy only when the array is read-only)."""
+    import torch
+
+    array = np.asarray(array)
+    if not array.flags.writeable:
+        array = array.copy()
+    return torch.from_numpy(np.ascontiguousarray(array))
+
+
 def tiles_to_tensor(tiles: "np.ndarray | torch.Tensor", device: "str | torch.device" = "cpu",
                     mean: tuple[float, float, float] = IMAGENET_MEAN,
                     std: tuple[float, float, float] = IMAGENET_STD,
@@ -31,7 +41,7 @@ def tiles_to_tensor(tiles: "np.ndarray | torch.Tensor", device: "str | torch.dev
     """
     import torch
 
-    batch = torch.as_tensor(np.asarray(tiles)) if not isinstance(tiles, torch.Tensor) else tiles
+    batch = tiles if isinstance(tiles, torch.Tensor) else numpy_to_tensor(tiles)
     if batch.ndim != 4 or batch.shape[-1] != 3 or batch.dtype != torch.uint8:
         raise UserError(f"tiles must be a (B, H, W, 3) uint8 batch (got {tuple(batch.shape)} "
                         f"{batch.dtype})")

@@ -38,6 +38,14 @@ def _slides_info(args: argparse.Namespace) -> int:
     return status
 
 
+def _tiles_geojson(args: argparse.Namespace) -> int:
+    from pathomics_desktop.slides.tiling import export_tile_grid_geojson
+
+    out = export_tile_grid_geojson(args.index, args.out)
+    print(f"wrote {out}")
+    return 0
+
+
 def _expand(paths: list[str]) -> list[Path]:
     out: list[Path] = []
     for p in map(Path, paths):
@@ -127,6 +135,10 @@ def register(subparsers) -> None:
     info.add_argument("--properties", action="store_true", help="include all OpenSlide properties (with --json)")
     info.add_argument("--mpp-override", type=float, default=None, help="use this MPP (um/px) instead of the scanner's")
     info.set_defaults(func=_slides_info)
+    tg = ssub.add_parser("tiles-geojson", help="export a tile index as QuPath GeoJSON tiles")
+    tg.add_argument("index", help="tile index (<slide>.parquet written by `pathomics tile`)")
+    tg.add_argument("--out", required=True, help="GeoJSON file to write")
+    tg.set_defaults(func=_tiles_geojson)
 
     tile = subparsers.add_parser("tile", help="tile slides into Parquet tile indexes (resumable)")
     tile.add_argument("slide", nargs="+", help="slide files or folders")

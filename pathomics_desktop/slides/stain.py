@@ -92,8 +92,9 @@ def load_reference(path: str | Path) -> StainReference:
         raise UserError(f"stain reference {path}: malformed JSON ({exc.msg})") from exc
 
 
-def _as_tensor(images, device=None):
-    """(N, H, W, 3) uint8 numpy/torch -> float32 torch on ``device``."""
+def _as_tensor(images, device=None, dtype=None):
+    """(N, H, W, 3) numpy/torch -> torch on ``device`` (float32 unless ``dtype``; pass
+    ``torch.uint8`` to keep 8-bit images as they are)."""
     import torch
 
     t = torch.as_tensor(np.asarray(images) if not isinstance(images, torch.Tensor) else images)
@@ -101,7 +102,7 @@ def _as_tensor(images, device=None):
         t = t[None]
     if t.ndim != 4 or t.shape[-1] != 3:
         raise ValueError("expected images of shape (N, H, W, 3)")
-    return t.to(device=device or t.device, dtype=torch.float32)
+    return t.to(device=device or t.device, dtype=dtype or torch.float32)
 
 
 def _od(x, io: float):
@@ -133,10 +134,13 @@ def estimate_stains(images, *, io: float = IO, alpha: float = ALPHA, beta: float
     mask (N,): valid when at least ``min_fraction`` of pixels have OD >= beta."""
     import torch
 
-    x = _as_tensor(images, device)
+    x = torch.as_tensor(images) if isinstance(images, (np.ndarray, torch.Tensor)) else torch.as_tensor(np.asarray(images))
+    x = x[None] if x.ndim == 3 else x
+    if x.ndim != 4 or x.shape[-1] != 3:
+        raise ValueError("expected images of shape (N, H, W, 3)")
     n = x.shape[0]
-    od = _od(x.reshape(n, -1, 3), io)  # (N, P, 3)
-    od_s = od[:, _sample(od.shape[1], max_pixels)]
+    flat = x.reshape(n, -1, 3)
+    od_s = _od(flat[:, _sample(flat.shape[1], max_pixels)].to(device=device or x.device, dtype=torch.float32), io)
     mask = (od_s >= beta).all(-1)  # (N, p)
     count = mask.sum(1)
     valid = count >= max(16, int(min_fraction * od_s.shape[1]))
@@ -250,30 +254,25 @@ def macenko_normalize(images, reference: StainReference | None = None, *, alpha:
 
     ref = reference or builtin_reference()
     io = ref.io
-    x = _as_tensor(images, device)
+    x = _as_tensor(images, device, dtype=torch.uint8)
     n, hgt, wid, _ = x.shape
     he, max_c, valid = estimate_stains(x, io=io, alpha=alpha, beta=beta, min_fraction=min_fraction,
                                        max_pixels=max_pixels, device=device)
     he_ref = torch.tensor(ref.he, dtype=torch.float32, device=x.device)
     maxc_ref = torch.tensor(ref.max_c, dtype=torch.float32, device=x.device)
-    out = x.clone()
+    out = x.clone()  # flagged tiles stay exactly as they were
     ratio = torch.full((n, 2), float("nan"), device=x.device)
     idx = torch.nonzero(valid).flatten()
     if idx.numel():
-        od = _od(x[idx].reshape(idx.numel(), -1, 3), io)  # (k, P, 3)
-        conc = torch.linalg.pinv(he[idx]) @ od.transpose(1, 2)  # (k, 2, P)
+        k = idx.numel()
+        od = x[idx].reshape(k, -1, 3).float().add_(1.0).div_(io).log_().neg_().clamp_min_(0.0)  # (k, P, 3)
         r = (maxc_ref[None] / max_c[idx].clamp_min(1e-6)).clamp(ratio_min, ratio_max)
-        conc = conc * r[..., None]
-        rgb = io * torch.exp(-(he_ref @ conc))  # (k, 3, P)
-        out[idx] = rgb.transpose(1, 2).reshape(idx.numel(), hgt, wid, 3)
+        # OD' = HE_ref diag(r) pinv(HE_src) OD, one 3 x 3 matrix per image
+        m = he_ref[None] @ (r[..., None] * torch.linalg.pinv(he[idx]))  # (k, 3, 3)
+        rgb = (od @ m.transpose(1, 2)).neg_().exp_().mul_(io).clamp_(0, 255).round_()
+        out[idx] = rgb.to(torch.uint8).reshape(k, hgt, wid, 3)
         ratio[idx] = r
-    result = out.clamp(0, 255).round().to(torch.uint8)
-    if (~valid).any():  # exact pass-through for flagged tiles
-        orig = torch.as_tensor(np.asarray(images) if not isinstance(images, torch.Tensor) else images)
-        if orig.ndim == 3:
-            orig = orig[None]
-        result[~valid] = orig.to(result.device)[~valid.to(orig.device)].to(torch.uint8)
-    return MacenkoResult(result, (~valid).cpu().numpy(), he, max_c, ratio)
+    return MacenkoResult(out, (~valid).cpu().numpy(), he, max_c, ratio)
 
 
 # --------------------------------------------------------------------------------------

@@ -26,7 +26,7 @@ import os
 import shutil
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
@@ -282,15 +282,6 @@ def _write_table_atomic(table, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def _empty_frame():
-    import pandas as pd
-
-    return pd.DataFrame({c: pd.Series(dtype=t) for c, t in (
-        ("slide", "object"), ("x", "int64"), ("y", "int64"), ("level", "int16"), ("read_size", "int32"),
-        ("tile_size", "int32"), ("target_mpp", "float32"), ("tissue_fraction", "float32"),
-        ("mask_fraction", "float32"), ("roi_fraction", "float32"), ("roi", "object"))})
-
-
 def read_tile_index(path: str | os.PathLike[str]):
     """``(DataFrame, metadata dict)`` of a tile index written by :func:`tile_slide`."""
     import pyarrow.parquet as pq
@@ -438,7 +429,7 @@ def tile_slide(
 
         tables = [fresh[c] if c in fresh else pq.read_table(partial / f"chunk_{c:06d}.parquet")
                   for c in range(n_chunks)]
-        table = pa.concat_tables(tables) if tables else pa.Table.from_pandas(_empty_frame())
+        table = pa.concat_tables(tables)
         n_tiles = table.num_rows
         if n_tiles < params.min_tiles:
             shutil.rmtree(partial, ignore_errors=True)
@@ -565,11 +556,18 @@ def iter_tile_batches(
         def load(i: int) -> np.ndarray:
             return source.read(xs[i], ys[i], int(read_size[i]), int(levels[i]), ts)
 
+        starts = list(range(0, len(df), batch_size))
         with ThreadPoolExecutor(max_workers=_workers(workers)) as pool:
-            for start in range(0, len(df), batch_size):
-                idx = range(start, min(len(df), start + batch_size))
-                batch = np.stack(list(pool.map(load, idx)))
+            def submit(start: int) -> list:
+                return [pool.submit(load, i) for i in range(start, min(len(df), start + batch_size))]
+
+            pending = submit(starts[0])
+            for k, start in enumerate(starts):
+                # the next batch decodes while the caller works on this one (two in flight)
+                following = submit(starts[k + 1]) if k + 1 < len(starts) else []
+                batch = np.stack([f.result() for f in pending])
                 yield df.iloc[start:start + len(batch)], batch
+                pending = following
 
 
 def export_tile_grid_geojson(index_path: str | os.PathLike[str], out_path: str | os.PathLike[str]) -> Path:

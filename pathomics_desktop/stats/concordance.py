@@ -420,10 +420,14 @@ def _boot_stats(t, e, markers, n_boot, rng, case_weight_fn) -> np.ndarray:
         if not eb.any():
             out[b] = np.nan
             continue
+        try:
+            cw = np.ones(n) if case_weight_fn is None else case_weight_fn(tb, eb, tb, eb)
+        except UserError:
+            out[b] = np.nan
+            continue
         for k, x in enumerate(markers):
             xb = x[idx]
             cnt = _pair_counts(tb, eb, xb, control_side=False)
-            cw = np.ones(n) if case_weight_fn is None else case_weight_fn(tb, eb, tb, eb)
             den = float(np.sum(cw * cnt.as_case_comp))
             out[b, k] = float(np.sum(cw * (cnt.as_case_conc + 0.5 * cnt.as_case_tie))) / den if den > 0 else np.nan
     return out

@@ -166,3 +166,30 @@ def test_cli_models_list_and_info(capsys):
     assert info["input_size"] == 512 and info["gmacs"] > 20
     assert main(["models", "info", "resnet18", "--input-size", "8", "--json"]) == 2
     assert "input size" in capsys.readouterr().err
+
+
+def test_cli_cam_writes_overlay_png(tmp_path, capsys):
+    import numpy as np
+    from PIL import Image
+
+    from pathomics_desktop.cli import main
+
+    torch.manual_seed(0)
+    weights = tmp_path / "resnet18_trained.pt"
+    torch.save(create_backbone("resnet18", 2).state_dict(), weights)
+    tile = tmp_path / "tile.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(tile)
+    out = tmp_path / "cam.png"
+    assert main(["models", "cam", "resnet18", str(tile), "--weights", str(weights),
+                 "--class", "1", "--out", str(out), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["class"] == 1 and abs(sum(result["probabilities"]) - 1) < 1e-5
+    with Image.open(out) as image:
+        assert image.size == (64, 64) and image.mode == "RGB"
+    imagenet = tmp_path / "imagenet.pt"
+    torch.save(create_backbone("resnet18", 1000).state_dict(), imagenet)
+    assert main(["models", "cam", "resnet18", str(tile), "--weights", str(imagenet),
+                 "--out", str(out)]) == 2
+    assert "do not hold a trained 2-class resnet18" in capsys.readouterr().err
+    assert main(["models", "cam", "resnet18", str(tmp_path / "nope.png"), "--weights",
+                 str(weights), "--out", str(out)]) == 2

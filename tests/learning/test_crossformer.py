@@ -244,3 +244,20 @@ def test_unknown_variant_and_bad_width_rejected():
     with pytest.raises(ValueError):
         build_crossformer("crossformer_t", embed_dim=20)  # not divisible over 4 kernels
 
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_mixed_precision_and_channels_last(dtype):
+    """The CUDA path runs under autocast with channels_last inputs; check the same on CPU
+    (padding masks use the dtype's minimum, which must stay finite after softmax)."""
+    torch.manual_seed(0)
+    model = tiny_crossformer(num_classes=2)
+    images = torch.randn(2, 3, 72, 72).contiguous(memory_format=torch.channels_last)
+    with torch.autocast("cpu", dtype=dtype):
+        logits = model(images)
+    assert torch.isfinite(logits.float()).all()
+    logits.float().sum().backward()
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+    with torch.no_grad():
+        reference = model(images.contiguous())
+    torch.testing.assert_close(logits.float(), reference, atol=0.1, rtol=0.1)

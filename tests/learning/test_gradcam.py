@@ -24,7 +24,7 @@ from tests.learning.helpers import tiny_crossformer, tiny_resnet
 SIZE, SQUARE = 128, 32
 
 
-def square_images(n: int, generator: torch.Generator):
+def square_images(n: int, generator: torch.Generator, colour=(1.0, 1.0, 1.0)):
     """Dim noise; class 1 images carry a bright 32-px square on the 4 x 4 grid of 32-px cells."""
     images = torch.rand(n, 3, SIZE, SIZE, generator=generator) * 0.4
     labels = torch.randint(0, 2, (n,), generator=generator)
@@ -32,7 +32,7 @@ def square_images(n: int, generator: torch.Generator):
     for i in range(n):
         if labels[i] == 1:
             r, c = corners[i].tolist()
-            images[i, :, r:r + SQUARE, c:c + SQUARE] = 1.0
+            images[i, :, r:r + SQUARE, c:c + SQUARE] = torch.tensor(colour)[:, None, None]
     return images, labels, corners
 
 
@@ -69,6 +69,37 @@ def test_cnn_grad_cam_peaks_inside_the_square_that_drives_the_class():
     assert np.mean(inside) >= 0.9, inside
 
 
+def test_crossformer_cam_peaks_inside_the_square_that_drives_the_class():
+    """CrossFormer with a frozen (random) backbone and a head fitted on its pooled features
+    (a linear probe): the class evidence is the square, and its CAM must peak inside it."""
+    torch.manual_seed(1)
+    model = tiny_crossformer(num_classes=2).eval()  # 128 px -> 4 x 4 last-stage grid
+    for parameter in model.parameters():
+        parameter.requires_grad_(False)
+    images, labels, _ = square_images(96, torch.Generator().manual_seed(1), colour=(1, 0, 0))
+    with torch.no_grad():
+        pooled = model.forward_features(images).mean(dim=(2, 3))
+    head = model.head
+    head.weight.requires_grad_(True), head.bias.requires_grad_(True)
+    optimiser = torch.optim.Adam(head.parameters(), lr=0.05)
+    for _ in range(300):
+        loss = torch.nn.functional.cross_entropy(head(pooled), labels)
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+    images, labels, corners = square_images(48, torch.Generator().manual_seed(101),
+                                            colour=(1, 0, 0))
+    with torch.no_grad():
+        assert (model(images).argmax(1) == labels).float().mean() >= 0.8
+    positives = torch.nonzero(labels == 1).flatten()
+    for method in ("gradcam", "hirescam"):
+        cams = grad_cam(model, images[positives], target_class=1, method=method)
+        inside = [r <= np.unravel_index(cam.argmax(), cam.shape)[0] < r + SQUARE and
+                  c <= np.unravel_index(cam.argmax(), cam.shape)[1] < c + SQUARE
+                  for cam, (r, c) in zip(cams, corners[positives].tolist())]
+        assert np.mean(inside) >= 0.9, (method, inside)
+
+
 def test_grad_cam_leaves_parameter_gradients_and_mode_alone():
     torch.manual_seed(0)
     model = tiny_resnet().train()
@@ -85,7 +116,7 @@ def test_default_layers():
     assert default_cam_layer(resnet) is resnet.layer4
     assert default_cam_layer(densenet) is densenet.features
     crossformer = tiny_crossformer()
-    assert default_cam_layer(crossformer) is crossformer.layers[-1].blocks[-1].norm1
+    assert default_cam_layer(crossformer) is crossformer.feature_map
 
 
 @pytest.mark.parametrize("method", ["gradcam", "hirescam"])
@@ -97,20 +128,23 @@ def test_crossformer_cam_on_last_stage_token_grid(method):
     assert cams.shape == (2, 64, 96)
     assert np.isfinite(cams).all() and cams.min() >= 0 and cams.max() <= 1
     assert model.last_grid == (2, 3)
+    tokens = grad_cam(model, images, method=method, target_layer=model.layers[-1].blocks[-1].norm1)
+    assert tokens.shape == (2, 64, 96)
     small = grad_cam(model, images, target_class=1, method=method, output_size=(16, 24))
     assert small.shape == (2, 16, 24)
 
 
 def test_crossformer_token_layout_matches_the_stage_grid():
-    """The tokens Grad-CAM hooks, laid out by ``last_grid``, equal LayerNorm over channels of
-    the last stage's input map (which the model builds itself) for a non-square input."""
+    """Token-shaped target layers are laid out by ``last_grid``: the last block's norm1
+    tokens equal LayerNorm over channels of the last stage's input map (which the model
+    builds itself), for a non-square input."""
     from pathomics_desktop.learning.gradcam import _token_grid, tokens_to_map
 
     torch.manual_seed(0)
     model = tiny_crossformer().eval()
     seen = {}
     model.last_stage_input.register_forward_hook(lambda m, i, o: seen.__setitem__("map", o))
-    norm1 = default_cam_layer(model)
+    norm1 = model.layers[-1].blocks[-1].norm1  # a token-shaped (B, h*w, C) layer
     norm1.register_forward_hook(lambda m, i, o: seen.__setitem__("tokens", o))
     with torch.no_grad():
         model(torch.randn(1, 3, 96, 160))

@@ -11,7 +11,6 @@ import numpy as np
 import openslide
 import pytest
 
-from pathomics_desktop.errors import UserError
 from pathomics_desktop.slides import cli as slides_cli
 from pathomics_desktop.slides.roi import load_rois, parse_rois, write_geojson
 from pathomics_desktop.slides.tiling import (INDEX_COLUMNS, NoTissueError, SlideTileSource, TilingParams,
@@ -156,6 +155,20 @@ def test_export_tile_grid_geojson(slide_a, tmp_path):
     p = export_tile_grid_geojson(res.index_path, tmp_path / "tiles.geojson")
     tiles = parse_rois(json.loads(p.read_text()))
     assert len(tiles) == res.n_tiles and tiles[0].geometry.area == 512 * 512
+    assert _cli(["slides", "tiles-geojson", res.index_path, "--out", str(tmp_path / "cli.geojson")]) == 0
+    assert json.loads((tmp_path / "cli.geojson").read_text()) == json.loads(p.read_text())
+    with pytest.raises(Exception, match="nothing.parquet"):
+        _cli(["slides", "tiles-geojson", str(tmp_path / "nothing.parquet"), "--out", str(tmp_path / "x.geojson")])
+
+
+def test_index_is_readable_by_duckdb(slide_a, tmp_path):
+    import duckdb
+
+    res = tile_slide(slide_a.path, tmp_path, params=SMALL)
+    con = duckdb.connect()
+    sql = "select count(*), avg(tissue_fraction) from read_parquet(?)"
+    n, mean_tf = con.execute(sql, [res.index_path]).fetchall()[0]
+    assert n == res.n_tiles and 0.5 <= mean_tf <= 1.0
 
 
 def test_no_tissue_and_bad_inputs_fail_alone(slide_a, blank_slide, tmp_path, slide_dir):

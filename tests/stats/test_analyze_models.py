@@ -84,6 +84,7 @@ def test_cox_cluster_and_frailty(capsys, tmp_path):
     assert set(frail["frailty"]) == {"variance"}
     fref = json.loads((HERE / "reference" / "frailty.json").read_text())["sim_tight"]
     assert frail["frailty"]["variance"] == pytest.approx(fref["theta"], rel=1e-6)
+    assert frail["concordance"] == pytest.approx(fref["concordance"], rel=1e-9)  # lp + center
     assert frail["ph_test"] is None
 
 

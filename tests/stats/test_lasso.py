@@ -114,3 +114,16 @@ def test_degenerate_inputs():
         lc.lasso_cox_path(t, np.ones(10), bad, names=["a", "b", "c"])
     with pytest.raises(UserError, match="folds"):
         lc.lasso_cox_cv(t, np.ones(10), x, folds=2)
+
+
+def test_more_features_than_subjects_uses_glmnet_ratio_and_terminates():
+    rng = np.random.default_rng(4)
+    n, p = 30, 60
+    x = rng.normal(size=(n, p))
+    t = rng.exponential(np.exp(-x[:, 0]))
+    e = rng.random(n) < 0.8
+    path = lc.lasso_cox_path(t, e, x)
+    ratio = path.lambdas[1] / path.lambdas[0]
+    assert ratio == pytest.approx(0.01 ** (1 / 99), rel=1e-12)  # lambda.min.ratio = 0.01 when n < p
+    assert path.lambdas.size < 100 and path.dev_ratio[-1] <= 1  # stopped early (deviance ratio)
+    assert np.isfinite(path.coef).all()

@@ -126,3 +126,42 @@ def test_table1_degenerate_inputs():
     for row in out["rows"]:
         assert row["p"] is None or np.isfinite(row["p"])
         assert all("nan" not in str(v) for v in row["summary"].values())
+
+
+def _brute_force_fisher(tab: np.ndarray) -> float:
+    """Enumerate every table with the margins of ``tab`` (tiny tables only)."""
+    from itertools import product
+    from math import factorial, prod
+
+    rows, cols = tab.sum(1), tab.sum(0)
+    n = int(tab.sum())
+
+    def prob(t):
+        return (prod(factorial(int(v)) for v in rows) * prod(factorial(int(v)) for v in cols)
+                / (factorial(n) * prod(factorial(int(v)) for v in t.ravel())))
+
+    p_obs = prob(tab)
+    total = 0.0
+    r, c = tab.shape
+    for cells in product(*[range(min(rows[i], cols[j]) + 1) for i in range(r - 1) for j in range(c - 1)]):
+        t = np.zeros((r, c), dtype=int)
+        t[: r - 1, : c - 1] = np.array(cells).reshape(r - 1, c - 1)
+        t[: r - 1, c - 1] = rows[: r - 1] - t[: r - 1, : c - 1].sum(1)
+        t[r - 1, :] = cols - t[: r - 1, :].sum(0)
+        if (t < 0).any():
+            continue
+        pt = prob(t)
+        if pt <= p_obs * (1 + 1e-7):
+            total += pt
+    return total
+
+
+def test_fisher_rxc_matches_brute_force_enumeration():
+    rng = np.random.default_rng(7)
+    for _ in range(25):
+        shape = tuple(rng.integers(2, 4, size=2))
+        tab = rng.integers(0, 4, size=shape)
+        if (tab.sum(0) == 0).any() or (tab.sum(1) == 0).any():
+            continue
+        p, _ = table1.fisher_exact_rxc(tab)
+        assert p == pytest.approx(_brute_force_fisher(tab), rel=1e-9), tab

@@ -9,7 +9,8 @@ fr <- function(fit) {
   nf <- length(coef(fit))
   list(coef = unname(coef(fit)), se = unname(sqrt(diag(fit$var))),
        se2 = unname(sqrt(diag(fit$var2))), theta = th, loglik = fit$loglik,
-       frail = unname(fit$frail), n = fit$n, nevent = fit$nevent)
+       frail = unname(fit$frail), n = fit$n, nevent = fit$nevent,
+       concordance = unname(fit$concordance["concordance"]))
 }
 tight <- coxph.control(eps = 1e-12, outer.max = 60, iter.max = 50, toler.chol = 1e-15)
 lungc <- na.omit(lung[, c("time", "status", "age", "sex", "inst", "ph.ecog")])

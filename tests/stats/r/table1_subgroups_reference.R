@@ -50,7 +50,11 @@ tabs <- list(
   t25 = matrix(c(2, 3, 40, 50, 60, 1, 0, 30, 20, 25), 2, byrow = TRUE),
   t42 = matrix(c(0, 5, 3, 2, 7, 1, 4, 4), 4, byrow = TRUE),
   t22 = matrix(c(3, 1, 1, 3), 2, byrow = TRUE),
-  big = matrix(c(40, 30, 2, 50, 45, 1, 60, 20, 4, 30, 35, 0), 4, byrow = TRUE))
+  big = matrix(c(40, 30, 2, 50, 45, 1, 60, 20, 4, 30, 35, 0), 4, byrow = TRUE),
+  stage4x3 = matrix(c(150, 110, 60, 200, 150, 90, 45, 38, 20, 3, 2, 1), 4, byrow = TRUE),
+  tiny_diag = diag(20, 3),
+  tiny3 = matrix(c(12, 1, 0, 0, 15, 2, 1, 0, 18), 3, byrow = TRUE),
+  t34 = matrix(c(5, 0, 3, 1, 0, 6, 0, 4, 2, 1, 7, 0), 3, byrow = TRUE))
 out$fisher <- lapply(tabs, function(m) list(table = unname(m), p = fisher.test(m, workspace = 2e8)$p.value))
 
 # ---- subgroups ----
