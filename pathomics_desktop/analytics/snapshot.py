@@ -153,6 +153,25 @@ class CohortQuery:
         clause, params = self.where(filters)
         return self.con.execute(f"SELECT {cols} FROM cohort WHERE {clause}", params).df()
 
+    def attach(self, name: str, parquet: str | Path, *, on: str = "study_id") -> list[str]:
+        """Join a Parquet output (slide features, signature scores...) to the cohort in place:
+        the view ``cohort`` becomes the left join on ``on``; returns the added columns."""
+        if not name.isidentifier():
+            raise UserError(f"view name {name!r} is not an identifier")
+        key = self._column(on)
+        self.con.execute(f'CREATE OR REPLACE VIEW "{name}" AS SELECT * FROM read_parquet({_sql_str(parquet)})')
+        theirs = [r[0] for r in self.con.execute(f'DESCRIBE "{name}"').fetchall()]
+        if on not in theirs:
+            raise UserError(f"{parquet}: has no column {on!r} to join on")
+        added = [c for c in theirs if c != on and c not in self.columns]
+        cols = ", ".join(f'"{name}"."{c}"' for c in added)
+        base = self.con.execute("SELECT sql FROM duckdb_views() WHERE view_name = 'cohort'").fetchone()[0]
+        inner = base.split(" AS ", 1)[1].rstrip(";")
+        self.con.execute(f"CREATE OR REPLACE VIEW cohort AS SELECT base.*{', ' + cols if cols else ''} "
+                         f'FROM ({inner}) AS base LEFT JOIN "{name}" ON base.{key} = "{name}".{key}')
+        self.columns = [r[0] for r in self.con.execute("DESCRIBE cohort").fetchall()]
+        return added
+
     def survival(self, time: str, event: str, group: str | None = None,
                  filters: Iterable[Filter] = ()) -> dict[str, Any]:
         """Filter, then Kaplan-Meier per group and the log-rank test (interactive path)."""

@@ -26,8 +26,9 @@ def predict_probabilities(model: "nn.Module", batches: Iterable[np.ndarray],
                           total_tiles: int | None = None,
                           progress: "ProgressCallback | None" = None,
                           cancel: "CancelToken | None" = None) -> np.ndarray:
-    """(N, K) float32 softmax probabilities for all tiles of ``batches`` ((B, H, W, 3) uint8).
+    """(N, K) float32 softmax probabilities for all tiles of ``batches``.
 
+    ``batches``: (B, H, W, 3) uint8 RGB arrays or tensors (any device).
     ``normalise`` maps a uint8 (B, H, W, 3) tensor on the device to the same (e.g. Macenko).
     ``progress(fraction, message)`` needs ``total_tiles`` for the fraction; ``cancel`` is
     checked before every batch (raises :class:`~pathomics_desktop.learning.training.Cancelled`).
@@ -49,7 +50,8 @@ def predict_probabilities(model: "nn.Module", batches: Iterable[np.ndarray],
         for batch in batches:
             if cancel is not None and cancel.cancelled:
                 raise Cancelled(f"inference cancelled after {done} tiles")
-            tiles = numpy_to_tensor(batch).to(device, non_blocking=cuda)
+            tiles = batch if isinstance(batch, torch.Tensor) else numpy_to_tensor(batch)
+            tiles = tiles.to(device, non_blocking=cuda)
             if normalise is not None:
                 tiles = normalise(tiles)
             images = tiles_to_tensor(tiles, device=device,

@@ -71,3 +71,23 @@ def test_bench_analytics_runs_and_agrees(capsys):
     assert main(["--patients", "2000", "--repeat", "2"]) == 0
     out = capsys.readouterr().out
     assert "log-rank agrees: True" in out and "ratio" in out
+
+
+def test_parquet_outputs_are_joined_in_place(filled, tmp_path):
+    import pandas as pd
+
+    scores = tmp_path / "scores.parquet"
+    pd.DataFrame({"study_id": ["P1", "P2", "P3"], "pathomics_score": [3.1, 2.0, 4.4],
+                  "risk_group": ["low", "high", "low"]}).to_parquet(scores)
+    query = CohortQuery.for_project(filled)
+    try:
+        added = query.attach("scores", scores)
+        assert added == ["pathomics_score", "risk_group"]
+        frame = query.frame([Filter("risk_group", "=", "low")], columns=["study_id", "pathomics_score", "age"])
+        assert sorted(frame.study_id) == ["P1", "P3"] and len(query.frame()) == 12
+        result = query.survival("os_months", "os_event", "risk_group")
+        assert set(result["curves"]) == {"low", "high"}
+        with pytest.raises(UserError, match="no column"):
+            query.attach("bad", scores, on="age")
+    finally:
+        query.close()

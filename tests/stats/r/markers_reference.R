@@ -138,11 +138,21 @@ gl_case <- function(df, time, event, features, label, standardize = TRUE, nfold 
        coef_default = lapply(pick, function(k) if (k <= length(f$lambda)) list(lambda = f$lambda[k], coef = as.numeric(f$beta[, k])) else NULL),
        foldid = foldid, cv_lambda = cv$lambda, cvm = cv$cvm, cvsd = cv$cvsd, lambda_min = cv$lambda.min, lambda_1se = cv$lambda.1se)
 }
+# more features (30) than subjects (25): glmnet's CoxExample data, first 25 rows
+cox25_path <- file.path(dd, "coxexample25.csv")
+if (!file.exists(cox25_path)) {
+  data(CoxExample)
+  ce <- data.frame(time = CoxExample$y[1:25, "time"], status = CoxExample$y[1:25, "status"], CoxExample$x[1:25, ])
+  names(ce) <- c("time", "status", paste0("f", 1:30))
+  write.csv(ce, cox25_path, row.names = FALSE)
+}
+coxexample25 <- read.csv(cox25_path)
 out$glmnet <- list(
   gl_case(pbc, "years", "event", c("age", "bili", "albumin", "protime", "copper", "ast", "platelet", "chol", "alk.phos", "trig"), "pbc"),
   gl_case(lung, "years", "event", c("age", "sex", "ph.ecog", "ph.karno", "pat.karno", "meal.cal", "wt.loss"), "lung"),
   gl_case(lung, "years", "event", c("age", "sex", "ph.ecog", "ph.karno", "pat.karno", "meal.cal", "wt.loss"), "lung", standardize = FALSE),
-  gl_case(veteran, "time", "status", c("karno", "diagtime", "age", "prior", "trt"), "veteran"))
+  gl_case(veteran, "time", "status", c("karno", "diagtime", "age", "prior", "trt"), "veteran"),
+  gl_case(coxexample25, "time", "status", paste0("f", 1:30), "coxexample25"))
 out$versions <- list(R = R.version.string, survival = as.character(packageVersion("survival")),
                      maxstat = as.character(packageVersion("maxstat")), pROC = as.character(packageVersion("pROC")),
                      metafor = as.character(packageVersion("metafor")), glmnet = as.character(packageVersion("glmnet")))
