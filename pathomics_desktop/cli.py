@@ -21,6 +21,7 @@ COMMAND_MODULES = (
     "pathomics_desktop.cohort.cli",
     "pathomics_desktop.demo.cli",
     "pathomics_desktop.stats.cli",
+    "pathomics_desktop.registry.slides_cli",
     "pathomics_desktop.slides.cli",
     "pathomics_desktop.learning.cli",
     "pathomics_desktop.jobs.cli",

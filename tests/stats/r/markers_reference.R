@@ -124,19 +124,19 @@ out$meta <- list(meta_case(bcg_path, "bcg"), meta_case(hs_path, "hackshaw1998"))
 # stay at risk), which pathomics_desktop.stats.lasso_cox always uses.
 lung$years <- lung$time / 365.25
 pbc$years <- pbc$time / 365.25
-gl_case <- function(df, time, event, features, label, standardize = TRUE, nfold = 5) {
+gl_case <- function(df, time, event, features, label, standardize = TRUE, nfold = 5, thresh = 1e-14) {
   d <- df[complete.cases(df[, c(time, event, features)]), ]
   x <- as.matrix(d[, features]); y <- Surv(d[[time]], d[[event]])
   f <- glmnet(x, y, family = "cox", standardize = standardize)
-  ft <- glmnet(x, y, family = "cox", standardize = standardize, thresh = 1e-14)
+  ft <- glmnet(x, y, family = "cox", standardize = standardize, thresh = thresh, maxit = 1e6)
   foldid <- rep(seq_len(nfold), length.out = nrow(d))
-  cv <- cv.glmnet(x, y, family = "cox", standardize = standardize, foldid = foldid, thresh = 1e-14)
+  cv <- cv.glmnet(x, y, family = "cox", standardize = standardize, foldid = foldid, thresh = thresh, maxit = 1e6)
   pick <- unique(round(seq(2, length(ft$lambda), length.out = 8)))
   list(dataset = label, time = time, event = event, features = features, standardize = standardize, n = nrow(d),
        lambda = f$lambda, lambda_tight = ft$lambda, dev_ratio = ft$dev.ratio,
        coef_tight = lapply(pick, function(k) list(lambda = ft$lambda[k], coef = as.numeric(ft$beta[, k]))),
        coef_default = lapply(pick, function(k) if (k <= length(f$lambda)) list(lambda = f$lambda[k], coef = as.numeric(f$beta[, k])) else NULL),
-       foldid = foldid, cv_lambda = cv$lambda, cvm = cv$cvm, cvsd = cv$cvsd, lambda_min = cv$lambda.min, lambda_1se = cv$lambda.1se)
+       thresh = thresh, foldid = foldid, cv_lambda = cv$lambda, cvm = cv$cvm, cvsd = cv$cvsd, lambda_min = cv$lambda.min, lambda_1se = cv$lambda.1se)
 }
 # more features (30) than subjects (25): glmnet's CoxExample data, first 25 rows
 cox25_path <- file.path(dd, "coxexample25.csv")
@@ -152,7 +152,7 @@ out$glmnet <- list(
   gl_case(lung, "years", "event", c("age", "sex", "ph.ecog", "ph.karno", "pat.karno", "meal.cal", "wt.loss"), "lung"),
   gl_case(lung, "years", "event", c("age", "sex", "ph.ecog", "ph.karno", "pat.karno", "meal.cal", "wt.loss"), "lung", standardize = FALSE),
   gl_case(veteran, "time", "status", c("karno", "diagtime", "age", "prior", "trt"), "veteran"),
-  gl_case(coxexample25, "time", "status", paste0("f", 1:30), "coxexample25"))
+  gl_case(coxexample25, "time", "status", paste0("f", 1:30), "coxexample25", thresh = 1e-11))
 out$versions <- list(R = R.version.string, survival = as.character(packageVersion("survival")),
                      maxstat = as.character(packageVersion("maxstat")), pROC = as.character(packageVersion("pROC")),
                      metafor = as.character(packageVersion("metafor")), glmnet = as.character(packageVersion("glmnet")))

@@ -1,0 +1,169 @@
+"""Registry-backed slide commands: ``pathomics slides add|list|set-mpp|qc|roi|tile``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from pathomics_desktop.registry.cli import _registry, add_project_option
+
+
+def register(sub) -> None:
+    slides = sub.choices.get("slides")
+    if slides is None:
+        slides = sub.add_parser("slides", help="whole-slide images: registry, metadata, QC, tiling")
+        slides.set_defaults(func=lambda a: (slides.print_help(), 1)[1])
+    ssub = next((a for a in slides._actions if isinstance(a, argparse._SubParsersAction)), None)
+    if ssub is None:
+        ssub = slides.add_subparsers(dest="slides_command", metavar="SUBCOMMAND")
+
+    p = ssub.add_parser("add", help="register slide files (or folders) to patients")
+    p.add_argument("paths", nargs="+")
+    how = p.add_mutually_exclusive_group()
+    how.add_argument("--mapping", help="CSV with columns path (or file) and study_id")
+    how.add_argument("--pattern", help="regular expression with a (?P<study_id>...) group, matched on the file name")
+    p.add_argument("--no-thumbnails", action="store_true")
+    p.add_argument("--json", action="store_true")
+    add_project_option(p)
+    p.set_defaults(func=cmd_add)
+
+    p = ssub.add_parser("list", help="registered slides")
+    p.add_argument("--json", action="store_true")
+    add_project_option(p)
+    p.set_defaults(func=cmd_list)
+
+    p = ssub.add_parser("set-mpp", help="store a per-slide MPP override (um/px); 'none' clears it")
+    p.add_argument("slide", help="slide id or path")
+    p.add_argument("mpp")
+    p.add_argument("--reason")
+    add_project_option(p)
+    p.set_defaults(func=cmd_set_mpp)
+
+    p = ssub.add_parser("qc", help="set slide QC: ok, or excluded with a reason")
+    p.add_argument("slide", help="slide id or path")
+    p.add_argument("status", choices=["ok", "excluded", "pending"])
+    p.add_argument("--reason")
+    add_project_option(p)
+    p.set_defaults(func=cmd_qc)
+
+    p = ssub.add_parser("roi", help="attach a QuPath GeoJSON tumour ROI to a registered slide")
+    p.add_argument("slide", help="slide id or path")
+    p.add_argument("geojson")
+    add_project_option(p)
+    p.set_defaults(func=cmd_roi)
+
+    p = ssub.add_parser("tile", help="tile the registered slides (a job: resumable, one slide fails alone)")
+    p.add_argument("--slide", type=int, action="append", dest="slide_ids", help="slide id (repeatable; default all)")
+    p.add_argument("--tile-size", type=int)
+    p.add_argument("--mpp", type=float, dest="target_mpp")
+    p.add_argument("--tissue-threshold", type=float)
+    add_project_option(p)
+    p.set_defaults(func=cmd_tile)
+
+
+def cmd_add(args) -> int:
+    from pathomics_desktop.jobs.cli import _echo
+    from pathomics_desktop.jobs.core import JobContext
+    from pathomics_desktop.registry.slides import add_slides, load_slide_mapping
+
+    project, registry = _registry(args)
+    try:
+        mapping = load_slide_mapping(args.mapping) if args.mapping else None
+        report = add_slides(registry, project, args.paths, mapping=mapping, pattern=args.pattern,
+                            thumbnails=not args.no_thumbnails, ctx=JobContext(on_progress=_echo))
+    finally:
+        registry.dispose()
+    if args.json:
+        print(json.dumps(report.to_dict(), indent=2))
+    else:
+        for o in report.outcomes:
+            print(f"{o.status:<10} {o.path}" + (f" -> {o.study_id}" if o.study_id else "")
+                  + (f"  ({o.message})" if o.message else ""))
+        print(report.summary())
+    return 1 if report.failed else 0
+
+
+def cmd_list(args) -> int:
+    from pathomics_desktop.registry.slides import list_slides
+
+    _project, registry = _registry(args)
+    try:
+        rows = list_slides(registry)
+    finally:
+        registry.dispose()
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    else:
+        for r in rows:
+            mpp = r["mpp_override"] or r["mpp_x"]
+            print(f"{r['id']:>5}  {r['study_id'] or '-':<14} {r['qc_status']:<9} "
+                  f"{(r['width'] or 0)}x{(r['height'] or 0)} mpp {mpp if mpp else '-'}  {r['path']}"
+                  + (f"  [{r['mpp_flag']}]" if r["mpp_flag"] else "") + (f"  ({r['qc_reason']})" if r["qc_reason"] else ""))
+    return 0
+
+
+def cmd_set_mpp(args) -> int:
+    from pathomics_desktop.errors import UserError
+    from pathomics_desktop.registry.slides import set_mpp_override
+
+    value = None
+    if args.mpp.lower() != "none":
+        try:
+            value = float(args.mpp)
+        except ValueError:
+            raise UserError(f"MPP {args.mpp!r} is not a number") from None
+    _project, registry = _registry(args)
+    try:
+        slide = set_mpp_override(registry, args.slide, value, reason=args.reason)
+    finally:
+        registry.dispose()
+    print(f"slide {slide.id}: MPP override {slide.mpp_override if slide.mpp_override else 'cleared'}")
+    return 0
+
+
+def cmd_qc(args) -> int:
+    from pathomics_desktop.registry.slides import set_slide_qc
+
+    _project, registry = _registry(args)
+    try:
+        set_slide_qc(registry, args.slide, args.status, args.reason)
+    finally:
+        registry.dispose()
+    print(f"slide {args.slide}: QC {args.status}")
+    return 0
+
+
+def cmd_roi(args) -> int:
+    from pathomics_desktop.slides.jobs import import_roi
+
+    project, registry = _registry(args)
+    try:
+        target = import_roi(registry, project, args.slide, args.geojson)
+    finally:
+        registry.dispose()
+    print(f"ROI stored as {target}")
+    return 0
+
+
+def cmd_tile(args) -> int:
+    from pathomics_desktop.jobs.cli import run_in_foreground
+
+    project, registry = _registry(args)
+    params = {k: v for k, v in {"slide_ids": args.slide_ids, "tile_size": args.tile_size,
+                                "target_mpp": args.target_mpp, "tissue_threshold": args.tissue_threshold}.items()
+              if v is not None}
+    try:
+        code = run_in_foreground(project, registry, "tiling", params)
+        from pathomics_desktop.jobs.runner import list_jobs
+
+        job = list_jobs(registry, limit=1)[0]
+    finally:
+        registry.dispose()
+    if job.result:
+        print(json.dumps(job.result["counts"]))
+        for line in job.result["failures"]:
+            print(line, file=sys.stderr)
+        if job.result["failures"]:
+            return 1
+    return code
