@@ -24,6 +24,7 @@ COMMAND_MODULES = (
     "pathomics_desktop.registry.slides_cli",
     "pathomics_desktop.slides.cli",
     "pathomics_desktop.learning.cli",
+    "pathomics_desktop.learning.project_cli",
     "pathomics_desktop.jobs.cli",
 )
 

@@ -54,8 +54,7 @@ CHECKPOINT_NAME = "last.pt"
 BEST_WEIGHTS_NAME = "best.pt"
 
 
-class Cancelled(Exception):
-    """Raised inside a job when its cancellation token was set."""
+from pathomics_desktop.jobs.core import Cancelled  # noqa: E402  (one Cancelled for every job)
 
 
 class CancelToken(Protocol):

@@ -59,8 +59,9 @@ def slides_to_tile(registry, slide_ids: list[int] | None = None) -> list[dict[st
 
 def tiling_job(project, params: dict[str, Any], ctx) -> dict[str, Any]:
     """Job ``tiling``: tile the project's registered slides (``params["slide_ids"]`` or all)."""
+    from pathomics_desktop.jobs.core import Cancelled
     from pathomics_desktop.registry.service import open_project_registry
-    from pathomics_desktop.slides.tiling import tile_slide
+    from pathomics_desktop.slides.tiling import NoTissueError, tile_slide
 
     tparams = tiling_params(project, params)
     registry = open_project_registry(project)
@@ -86,11 +87,11 @@ def tiling_job(project, params: dict[str, Any], ctx) -> dict[str, Any]:
                 qc, reason, stain = (*result.qc, result.stain)
                 if result.ok:
                     ctx.log(f"slide {row['id']}: {result.n_tiles} tiles ({result.status})")
+            except NoTissueError as exc:
+                qc, reason, stain = "excluded", f"insufficient tissue: {exc}", None
+            except Cancelled:
+                raise
             except Exception as exc:  # this slide fails alone; the batch goes on
-                from pathomics_desktop.jobs.core import Cancelled
-
-                if isinstance(exc, Cancelled):
-                    raise
                 qc, reason, stain = "failed", str(exc), None
             if ctx.cancelled:
                 ctx.check_cancelled()

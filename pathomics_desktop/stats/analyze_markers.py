@@ -70,28 +70,11 @@ def _load(args, columns, event_columns=(), time_columns=()):
 
 
 def _emit(result: dict, args) -> int:
+    """Print via the shared emitter (NaN/inf become ``null``; numpy scalars become numbers)."""
     from pathomics_desktop.stats.data import emit
 
-    emit(_clean(result), args)
+    emit(result, args)
     return 0
-
-
-def _clean(obj):
-    """Replace NaN/inf by None recursively (JSON ``null``, never ``NaN``)."""
-    import math
-
-    if isinstance(obj, dict):
-        return {k: _clean(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_clean(v) for v in obj]
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    if hasattr(obj, "item") and not isinstance(obj, (str, bytes)):
-        try:
-            return _clean(obj.item())
-        except (ValueError, AttributeError):
-            return obj
-    return obj
 
 
 # ----------------------------------------------------------------------------------------------

@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from typing import Mapping, Sequence
 
 import numpy as np
+from scipy import sparse as sp
 from scipy import stats as sps
 
 from pathomics_desktop.errors import UserError
@@ -49,7 +50,15 @@ Z975 = float(sps.norm.ppf(0.975))
 
 
 class CoxData:
-    """Subjects sorted once by (stratum, time descending) with the tie/risk-set bookkeeping."""
+    """Subjects sorted once by (stratum, time descending, censored before deaths) with the
+    tie/risk-set bookkeeping.
+
+    Rows of one (stratum, time) group are contiguous, its censored rows first, then its
+    deaths, so every group splits into at most two contiguous *segments* (censored, dead).
+    Per-segment sums of ``r_i`` and ``r_i x_i`` come from one sparse (segment x row) product,
+    and everything else is computed per group (G groups) or per death term, never per
+    (row, term).
+    """
 
     def __init__(self, time: np.ndarray, event: np.ndarray, X: np.ndarray,
                  strata: np.ndarray | None = None, ties: str = "efron"):
@@ -58,59 +67,134 @@ class CoxData:
         n = time.size
         self.n = n
         self.ties = ties
-        s = np.zeros(n, dtype=np.int64) if strata is None else np.asarray(strata, np.int64)
-        order = np.lexsort((-time, s))
+        event = np.asarray(event).astype(bool)
+        if strata is None:
+            s = np.zeros(n, dtype=np.int64)
+            order = np.lexsort((event, -time))
+        else:
+            s = np.asarray(strata, np.int64)
+            order = np.lexsort((event, -time, s))
         self.order = order
         self.time = time[order]
-        self.event = event[order].astype(bool)
+        self.event = event[order]
         self.strata = s[order]
         self.means = X.mean(axis=0) if X.shape[1] else np.zeros(0)
-        self.X = (X[order] - self.means) if X.shape[1] else X[order]
+        self.X = np.ascontiguousarray((X[order] - self.means) if X.shape[1] else X[order])
+        dead = self.event
+        self.dead_rows = np.flatnonzero(dead)
+        self.sum_dead_x = self.X[self.dead_rows].sum(axis=0)
         # groups of identical (stratum, time) in sorted order
         new_group = np.ones(n, dtype=bool)
         new_group[1:] = (self.time[1:] != self.time[:-1]) | (self.strata[1:] != self.strata[:-1])
         self.group = np.cumsum(new_group) - 1
         n_groups = int(self.group[-1]) + 1 if n else 0
+        self.n_groups = n_groups
         self.group_start = np.flatnonzero(new_group)
         self.group_end = np.append(self.group_start[1:] - 1, n - 1)
-        new_stratum = np.ones(n, dtype=bool)
-        new_stratum[1:] = self.strata[1:] != self.strata[:-1]
-        stratum_id = np.cumsum(new_stratum) - 1
-        self.stratum_start = np.flatnonzero(new_stratum)[stratum_id]  # per row
-        self.group_stratum_start = self.stratum_start[self.group_end]
-        self.group_stratum_id = stratum_id[self.group_end]
-        sid = self.group_stratum_id
+        self.d = np.bincount(self.group, weights=dead.astype(float), minlength=n_groups)
+        d_int = np.bincount(self.group[dead], minlength=n_groups).astype(np.int64)
+        # strata at group level: first group and last group of each group's stratum
+        gs_id = self.strata[self.group_start]
+        new_s = np.ones(n_groups, dtype=bool)
+        new_s[1:] = gs_id[1:] != gs_id[:-1]
+        sid = np.cumsum(new_s) - 1
+        self.first_group_of_stratum = np.flatnonzero(new_s)[sid]
         ends = np.flatnonzero(np.append(sid[1:] != sid[:-1], True)) if n else np.zeros(0, int)
         self.last_group_of_stratum = ends[sid]
-        self.d = np.bincount(self.group, weights=self.event.astype(float), minlength=n_groups)
-        # deaths expanded: one entry per death, its group and Efron fraction l/d
-        self.death_groups = np.flatnonzero(self.d > 0)
-        d_int = self.d[self.death_groups].astype(np.int64)
-        self.death_group_of_term = np.repeat(self.death_groups, d_int)
-        starts = np.repeat(np.cumsum(d_int) - d_int, d_int)
-        ell = np.arange(d_int.sum()) - starts
-        denom = np.repeat(d_int, d_int).astype(float)
-        self.frac = ell / denom if ties == "efron" else np.zeros(ell.size)
-        self.n_groups = n_groups
+        # segments: (censored part, dead part) of each group, empty ones left out
+        size = self.group_end - self.group_start + 1
+        n_cens = size - d_int
+        dead_start = self.group_start + n_cens
+        cens_groups = np.flatnonzero(n_cens > 0)
+        self.death_groups = np.flatnonzero(d_int > 0)
+        starts = np.concatenate([self.group_start[cens_groups], dead_start[self.death_groups]])
+        seg_order = np.argsort(starts, kind="stable")
+        self.seg_start = starts[seg_order]
+        n_seg = self.seg_start.size
+        self.seg_len = np.diff(np.append(self.seg_start, n))
+        seg_pos = np.empty(n_seg, dtype=np.int64)
+        seg_pos[seg_order] = np.arange(n_seg)
+        self.cens_seg = seg_pos[:cens_groups.size]      # segment index of each censored part
+        self.cens_seg_group = cens_groups
+        self.dead_seg = seg_pos[cens_groups.size:]      # segment index of each death group
+        self.seg_group = np.empty(n_seg, dtype=np.int64)
+        self.seg_group[self.cens_seg] = cens_groups
+        self.seg_group[self.dead_seg] = self.death_groups
+        self.seg_is_dead = np.zeros(n_seg, dtype=bool)
+        self.seg_is_dead[self.dead_seg] = True
+        self.seg_death_index = np.full(n_seg, -1, dtype=np.int64)
+        self.seg_death_index[self.dead_seg] = np.arange(self.death_groups.size)
+        index_dtype = np.int32 if n < 2**31 - 1 else np.int64
+        self._seg_indptr = np.append(self.seg_start, n).astype(index_dtype)
+        self._seg_cols = np.arange(n, dtype=index_dtype)
+        # death terms: one per death, its death group (0..H-1) and Efron weights
+        d_h = d_int[self.death_groups]
+        self.term_death_group = np.repeat(np.arange(self.death_groups.size), d_h)
+        self.death_group_of_term = self.death_groups[self.term_death_group]
+        first = np.repeat(np.cumsum(d_h) - d_h, d_h)
+        ell = np.arange(int(d_h.sum())) - first
+        d_term = np.repeat(d_h, d_h)
+        if ties == "efron":
+            self.frac = ell / d_term                         # l / d
+            self.keep = (d_term - ell) / d_term              # 1 - l / d
+        else:
+            self.frac = np.zeros(ell.size)
+            self.keep = np.ones(ell.size)
 
-    def _risk_sums(self, values: np.ndarray) -> np.ndarray:
-        """Sum over each group's risk set (time >= t in the same stratum) of row values."""
-        csum = np.cumsum(values, axis=0)
-        csum = np.concatenate([np.zeros((1,) + values.shape[1:]), csum], axis=0)
-        return csum[self.group_end + 1] - csum[self.group_stratum_start]
+    # ---- helpers on group-level arrays ---------------------------------------------------
 
-    def _later_cumsum(self, per_group: np.ndarray) -> np.ndarray:
-        """Per row: sum of ``per_group`` over groups with time <= the row's time (same stratum).
+    def _earlier_sum(self, per_group: np.ndarray) -> np.ndarray:
+        """Per group: sum of ``per_group`` over earlier groups of its stratum (larger times)."""
+        cs = np.cumsum(per_group, axis=0)
+        excl = np.concatenate([np.zeros((1,) + per_group.shape[1:]), cs[:-1]], axis=0)
+        return excl - excl[self.first_group_of_stratum]
 
-        Groups are in descending time within a stratum, so this is a reversed cumulative
-        sum of the group values restricted to the stratum.
-        """
+    def _later_sum(self, per_group: np.ndarray) -> np.ndarray:
+        """Per group: sum of ``per_group`` over later groups of its stratum (smaller times)."""
         rev = np.cumsum(per_group[::-1], axis=0)[::-1]
-        # subtract what belongs to later strata (groups after the stratum's last group)
-        after = np.concatenate([rev, np.zeros((1,) + per_group.shape[1:])], axis=0)[
-            self.last_group_of_stratum + 1]
-        per_group_total = rev - after
-        return per_group_total[self.group]
+        after = np.concatenate([rev[1:], np.zeros((1,) + per_group.shape[1:])], axis=0)
+        return after - after[self.last_group_of_stratum]
+
+    def _segment_sums(self, r: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Per segment: sum of r_i and of r_i x_i (one sparse product, no n x p temporary)."""
+        n_seg = self.seg_start.size
+        ind = sp.csr_matrix((r, self._seg_cols, self._seg_indptr), shape=(n_seg, self.n))
+        return np.add.reduceat(r, self.seg_start), np.asarray(ind @ self.X)
+
+    def _risk_pieces(self, r: np.ndarray) -> dict:
+        """Risk-set sums at each death group h, split into the part that is not dying at h
+        (``S0r``, ``S1r``: earlier groups plus the censored rows of h) and the deaths of h
+        (``D0``, ``D1``); ``S = Sr + D`` without any cancelling subtraction."""
+        seg0, seg1 = self._segment_sums(r)
+        G, p = self.n_groups, self.X.shape[1]
+        cens0 = np.zeros(G)
+        cens1 = np.zeros((G, p))
+        cens0[self.cens_seg_group] = seg0[self.cens_seg]
+        cens1[self.cens_seg_group] = seg1[self.cens_seg]
+        D0, D1 = seg0[self.dead_seg], seg1[self.dead_seg]
+        tot0, tot1 = cens0.copy(), cens1.copy()
+        tot0[self.death_groups] += D0
+        tot1[self.death_groups] += D1
+        hg = self.death_groups
+        S0r = self._earlier_sum(tot0)[hg] + cens0[hg]
+        S1r = self._earlier_sum(tot1)[hg] + cens1[hg]
+        return {"S0r": S0r, "S1r": S1r, "D0": D0, "D1": D1}
+
+    def _row_weights(self, w: np.ndarray, u: np.ndarray) -> np.ndarray:
+        """Per row: sum over the death terms whose risk set holds the row of the term weight.
+
+        A row of group k gets ``sum_{h later than k} w_h`` plus, from its own group, ``w_k``
+        when censored or ``u_k`` when it died there (``w``, ``u`` per death group, H values).
+        """
+        wG = np.zeros(self.n_groups)
+        wG[self.death_groups] = w
+        later = self._later_sum(wG)
+        seg = later[self.seg_group] + wG[self.seg_group]
+        dead_seg = self.dead_seg
+        seg[dead_seg] = later[self.death_groups] + u
+        return np.repeat(seg, self.seg_len)
+
+    # ---- derivatives --------------------------------------------------------------------
 
     def derivatives(self, beta: np.ndarray, *, offset: np.ndarray | None = None,
                     need_info: bool = True, zph_g: np.ndarray | None = None) -> dict:
@@ -125,46 +209,55 @@ class CoxData:
 
     def _derivatives(self, beta: np.ndarray, *, offset: np.ndarray | None = None,
                      need_info: bool = True, zph_g: np.ndarray | None = None) -> dict:
+        """Per death term k of group h with Efron weight ``g_k = 1 - l/d_h``:
+        ``a_k = S0r_h + g_k D0_h`` and ``m_k = (S1r_h + g_k D1_h) / a_k``. With per-group
+        ``w = sum 1/a``, ``u = sum g/a``: ``sum_k m_k = S1r' w + D1' u`` and
+        ``sum_k m_k m_k' = S1r' diag(P) S1r + S1r' diag(Q) D1 + D1' diag(Q) S1r +
+        D1' diag(R) D1`` with ``P = sum 1/a^2``, ``Q = sum g/a^2``, ``R = sum g^2/a^2``;
+        ``sum_k S2_k / a_k = X' diag(c) X`` with c from :meth:`_row_weights`.
+        """
         X = self.X
         eta = X @ beta if X.shape[1] else np.zeros(self.n)
         if offset is not None:
             eta = eta + offset
         shift = eta.max() if eta.size else 0.0
         r = np.exp(eta - shift)
-        rX = r[:, None] * X
-        S0 = self._risk_sums(r)
-        S1 = self._risk_sums(rX)
-        dead = self.event
-        # rows of a (stratum, time) group are contiguous in sorted order
-        S0D = np.add.reduceat(r * dead, self.group_start)
-        S1D = np.add.reduceat(rX * dead[:, None], self.group_start, axis=0)
-        g = self.death_group_of_term
-        f = self.frac
-        a = S0[g] - f * S0D[g]
-        m = (S1[g] - f[:, None] * S1D[g]) / a[:, None]
-        loglik = float((eta - shift)[dead].sum() - np.log(a).sum())
-        U = X[dead].sum(axis=0) - m.sum(axis=0)
-        out = {"loglik": loglik, "score": U, "eta": eta, "r": r, "a": a, "m": m}
+        pieces = self._risk_pieces(r)
+        S1r, D1 = pieces["S1r"], pieces["D1"]
+        th, gk = self.term_death_group, self.keep
+        H = self.death_groups.size
+        a = pieces["S0r"][th] + gk * pieces["D0"][th]
+        inv_a = 1.0 / a
+        loglik = float((eta[self.dead_rows] - shift).sum() - np.log(a).sum())
+        w = np.bincount(th, weights=inv_a, minlength=H)
+        u = np.bincount(th, weights=gk * inv_a, minlength=H)
+        U = self.sum_dead_x - (S1r.T @ w + D1.T @ u)
+        out = {"loglik": loglik, "score": U, "eta": eta, "r": r, "a": a, "w": w, "u": u,
+               **pieces}
         if need_info:
-            w = np.bincount(g, weights=1.0 / a, minlength=self.n_groups)
-            v = np.bincount(g, weights=f / a, minlength=self.n_groups)
-            W = self._later_cumsum(w)
-            c = r * (W - dead * v[self.group])
-            info = (X * c[:, None]).T @ X - m.T @ m
-            out.update(info=info, w=w, v=v, W=W)
+            inv_a2 = inv_a * inv_a
+            P = np.bincount(th, weights=inv_a2, minlength=H)
+            Q = np.bincount(th, weights=gk * inv_a2, minlength=H)
+            R = np.bincount(th, weights=gk * gk * inv_a2, minlength=H)
+
+            def second(scale: np.ndarray | None) -> np.ndarray:
+                """sum_k s_h [S2_k / a_k - m_k m_k'] for a per-death-group scale s."""
+                ws, us = (w, u) if scale is None else (w * scale, u * scale)
+                Ps, Qs, Rs = (P, Q, R) if scale is None else (P * scale, Q * scale, R * scale)
+                c = r * self._row_weights(ws, us)
+                cross = S1r.T @ (Qs[:, None] * D1)
+                mm = S1r.T @ (Ps[:, None] * S1r) + cross + cross.T + D1.T @ (Rs[:, None] * D1)
+                return (X * c[:, None]).T @ X - mm
+
+            out["info"] = second(None)
             if zph_g is not None:
-                # time-transformed covariate x*g(t): the same sums weighted by g(t)
-                gt = zph_g[g]
-                wg = np.bincount(g, weights=gt / a, minlength=self.n_groups)
-                vg = np.bincount(g, weights=gt * f / a, minlength=self.n_groups)
-                wgg = np.bincount(g, weights=gt * gt / a, minlength=self.n_groups)
-                vgg = np.bincount(g, weights=gt * gt * f / a, minlength=self.n_groups)
-                cg = r * (self._later_cumsum(wg) - dead * vg[self.group])
-                cgg = r * (self._later_cumsum(wgg) - dead * vgg[self.group])
-                info_bg = (X * cg[:, None]).T @ X - (m * gt[:, None]).T @ m
-                info_gg = (X * cgg[:, None]).T @ X - (m * (gt * gt)[:, None]).T @ m
-                u_g = (X[dead] * zph_g[self.group[dead]][:, None]).sum(0) - (m * gt[:, None]).sum(0)
-                out.update(zph_u=u_g, zph_info_bg=info_bg, zph_info_gg=info_gg)
+                # time-transformed covariate x*g(t): the same sums weighted by g(t_h)
+                zg = zph_g[self.death_groups]
+                out["zph_info_bg"] = second(zg)
+                out["zph_info_gg"] = second(zg * zg)
+                dead_g = zph_g[self.group[self.dead_rows]]
+                out["zph_u"] = (X[self.dead_rows] * dead_g[:, None]).sum(0) - (
+                    S1r.T @ (zg * w) + D1.T @ (zg * u))
         return out
 
     def score_residuals(self, beta: np.ndarray, deriv: dict | None = None) -> np.ndarray:
@@ -174,23 +267,25 @@ class CoxData:
         and its own event is compared with the average of the m_l of its tied group.
         """
         dv = deriv if deriv is not None else self.derivatives(beta)
-        X, r, a, m = self.X, dv["r"], dv["a"], dv["m"]
-        g, f = self.death_group_of_term, self.frac
-        dead = self.event
-        w = np.bincount(g, weights=1.0 / a, minlength=self.n_groups)
-        v = np.bincount(g, weights=f / a, minlength=self.n_groups)
-        h1 = np.zeros((self.n_groups, X.shape[1]))
-        np.add.at(h1, g, m / a[:, None])
-        h1v = np.zeros((self.n_groups, X.shape[1]))
-        np.add.at(h1v, g, m * (f / a)[:, None])
-        mean_m = np.zeros((self.n_groups, X.shape[1]))
-        np.add.at(mean_m, g, m)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            mean_m = mean_m / np.maximum(self.d, 1)[:, None]
-        H0 = self._later_cumsum(w) - dead * v[self.group]
-        H1 = self._later_cumsum(h1) - dead[:, None] * h1v[self.group]
+        X, r, a = self.X, dv["r"], dv["a"]
+        th, gk = self.term_death_group, self.keep
+        H, p = self.death_groups.size, X.shape[1]
+        m = (dv["S1r"][th] + gk[:, None] * dv["D1"][th]) / a[:, None]
+        inv_a = 1.0 / a
+        h1 = np.zeros((H, p))
+        np.add.at(h1, th, m * inv_a[:, None])
+        h1u = np.zeros((H, p))
+        np.add.at(h1u, th, m * (gk * inv_a)[:, None])
+        sum_m = np.zeros((H, p))
+        np.add.at(sum_m, th, m)
+        mean_m = sum_m / self.d[self.death_groups][:, None]
+        H0 = self._row_weights(dv["w"], dv["u"])
+        # the same bookkeeping for the p-vector weights m/a (column by column)
+        H1 = np.column_stack([self._row_weights(h1[:, j], h1u[:, j]) for j in range(p)])
         resid = -r[:, None] * (X * H0[:, None] - H1)
-        resid[dead] += X[dead] - mean_m[self.group[dead]]
+        dead = self.dead_rows
+        didx = self.seg_death_index[np.searchsorted(self.seg_start, dead, side="right") - 1]
+        resid[dead] += X[dead] - mean_m[didx]
         return resid
 
     def unsort(self, values: np.ndarray) -> np.ndarray:
@@ -424,13 +519,26 @@ class CoxFit:
     wald: dict
     lr: dict
     score: dict
-    concordance: float
     linear_predictor: np.ndarray
     terms: dict[str, list[int]] = field(default_factory=dict)
     robust: bool = False
     data: CoxData | None = field(default=None, repr=False)
     robust_score: dict | None = None
     dropped_rows: int = 0
+    _concordance: float | None = field(default=None, repr=False)
+
+    @property
+    def concordance(self) -> float:
+        """Harrell's C of the linear predictor (see :func:`concordance_index`), computed on
+        first use (O(n log^2 n), the slowest part of a large fit) and then kept."""
+        if self._concordance is None:
+            if self.data is None:
+                raise UserError("the Cox fit has no data for its concordance")
+            data = self.data
+            eta = np.asarray(self.linear_predictor)[data.order]
+            self._concordance = concordance_index(data.time, data.event, eta,
+                                                  data.strata)["concordance"]
+        return self._concordance
 
     @property
     def se(self) -> np.ndarray:
@@ -483,7 +591,8 @@ def fit_cox_arrays(time: Sequence[float], event: Sequence, X: np.ndarray, *,
         raise UserError("the Cox model needs at least one covariate")
     if events < p:
         raise UserError(f"too few events ({events}) for {p} covariate columns")
-    const = [names[j] for j in range(p) if np.ptp(X[:, j]) == 0]
+    span = X.max(axis=0) - X.min(axis=0)
+    const = [names[j] for j in range(p) if span[j] == 0]
     if const:
         raise UserError(f"covariate {', '.join(const)} is constant (one value only)")
     s_codes = None
@@ -530,12 +639,11 @@ def fit_cox_arrays(time: Sequence[float], event: Sequence, X: np.ndarray, *,
         robust_score = _chisq_test(*_general_quadratic(u, v0))
     wald_stat, wald_df = _general_quadratic(beta, var)
     eta = data.X @ beta  # centred linear predictor, as R's fit$linear.predictors
-    conc = concordance_index(data.time, data.event, eta, data.strata)["concordance"]
     return CoxFit(
         names=names, coef=beta, var=var, naive_var=naive_var, loglik_null=d0["loglik"],
         loglik=dv["loglik"], n=n, events=events, ties=ties, iterations=iters,
         wald=_chisq_test(wald_stat, wald_df), lr=_chisq_test(2 * (dv["loglik"] - d0["loglik"]), p),
-        score=_chisq_test(score0, p), concordance=conc, linear_predictor=data.unsort(eta),
+        score=_chisq_test(score0, p), linear_predictor=data.unsort(eta),
         terms=dict(terms) if terms else {nm: [j] for j, nm in enumerate(names)},
         robust=is_robust, data=data, robust_score=robust_score)
 

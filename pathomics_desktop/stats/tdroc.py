@@ -8,7 +8,8 @@ t does not bias the estimate::
     AUC(t) = sum_{i case} sum_{j control} w_i ([x_i > x_j] + 0.5 [x_i == x_j])
              / (sum_{i case} w_i * n_controls)
 
-A higher marker means a higher risk. This equals scikit-survival's
+A higher marker means a higher risk. Marker values closer than ``tied_tol`` (1e-8, chained
+over sorted neighbours) count as ties, so results equal scikit-survival's
 ``cumulative_dynamic_auc`` (which integrates the ROC curve with the trapezoid rule).
 
 References: Uno H, Cai T, Tian L, Wei LJ (2007) JASA 102:527-537; Hung H, Chiang CT (2010)
@@ -59,9 +60,20 @@ def _ipcw(t, e, train_time, train_event) -> np.ndarray:
     return w
 
 
-def _auc_core(t, e, x, w, times) -> np.ndarray:
-    """AUC(t) for each t given case weights ``w``; one sort of the marker for all times."""
+def _tie_groups(x: np.ndarray, tied_tol: float) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted representative values and group index of each ``x``; values whose sorted
+    neighbours differ by at most ``tied_tol`` form one tie group (scikit-survival's rule)."""
     uniq, inv = np.unique(x, return_inverse=True)
+    if tied_tol > 0 and uniq.size > 1:
+        gid = np.concatenate(([0], np.cumsum(np.diff(uniq) > tied_tol)))
+        first = np.concatenate(([True], np.diff(gid) > 0))
+        return uniq[first], gid[inv]
+    return uniq, inv
+
+
+def _auc_core(t, e, x, w, times, tied_tol: float = 1e-8) -> np.ndarray:
+    """AUC(t) for each t given case weights ``w``; one sort of the marker for all times."""
+    uniq, inv = _tie_groups(x, tied_tol)
     out = np.empty(len(times))
     for k, tk in enumerate(times):
         case = e & (t <= tk)
@@ -112,7 +124,7 @@ def roc_curve_at(time, event, marker, at: float, *, train_time=None, train_event
     t, e, x = check_survival(time, event, marker, names=("marker",))
     w = _ipcw(t, e, train_time, train_event)
     auc = _auc_core(t, e, x, w, np.array([float(at)]))[0]
-    uniq, inv = np.unique(x, return_inverse=True)
+    uniq, inv = _tie_groups(x, 1e-8)
     case = e & (t <= at)
     ctrl = t > at
     tp = np.bincount(inv[case], weights=w[case], minlength=uniq.size)[::-1].cumsum()

@@ -42,7 +42,7 @@ def test_auc_equals_brute_force_definition_with_ties():
     n = 200
     t = rng.integers(1, 50, n).astype(float)
     e = rng.random(n) < 0.6
-    x = rng.integers(0, 10, n).astype(float) - 0.05 * t
+    x = np.round(rng.integers(0, 10, n) - 0.05 * t, 6)
     g_t, g_v = censoring_survival(t, e)
     g = _step_eval(g_t, g_v, t)
     for at in (10.0, 25.0):
@@ -86,3 +86,13 @@ def test_times_outside_follow_up_are_user_errors(times, message):
 def test_single_valued_marker_is_user_error():
     with pytest.raises(UserError, match="single value"):
         tdroc.cumulative_dynamic_auc([1, 2, 3, 4], [1, 1, 0, 1], [2, 2, 2, 2], [2.5])
+
+
+def test_marker_values_closer_than_1e8_are_ties_like_sksurv():
+    t = np.array([1.0, 2, 3, 4, 5, 6])
+    e = np.array([1, 1, 0, 1, 0, 1])
+    x_exact = np.array([2.0, 1, 1, 1, 0, 0])
+    x_near = x_exact + np.array([0, 0, 1e-10, -1e-10, 0, 5e-11])
+    a = tdroc.cumulative_dynamic_auc(t, e, x_exact, [2.5]).auc
+    b = tdroc.cumulative_dynamic_auc(t, e, x_near, [2.5]).auc
+    assert a[0] == pytest.approx(b[0], abs=1e-15)

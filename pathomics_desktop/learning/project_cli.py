@@ -1,0 +1,104 @@
+"""Project-level model commands: ``pathomics train``, ``infer``, ``gradcam``,
+``models compare`` (each a job recorded in the registry)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from pathomics_desktop.registry.cli import _registry, add_project_option
+
+TINY_OPTIONS = {
+    "crossformer": {"embed_dim": 16, "depths": [1, 1, 1, 1], "num_heads": [1, 2, 2, 4], "drop_path_rate": 0.0},
+    "cnn": {"layers": [1, 1, 1, 1]},
+}
+
+
+def register(sub) -> None:
+    p = sub.add_parser("train", help="train a patch model on the training set (a resumable job)")
+    p.add_argument("--backbone", required=True, help="resnet18 | resnet50 | densenet121 | crossformer_t/s/b/l")
+    p.add_argument("--run", help="model run name (default: the backbone)")
+    p.add_argument("--preset", choices=["study"], default="study",
+                   help="study: CNNs lr 0.01 x 8 epochs; CrossFormer lr 0.001 x 16 epochs, early stopping 128 it.")
+    p.add_argument("--weights", help="local pretrained weights (.pth/.safetensors); never downloaded")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--lr", type=float)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--input-size", type=int, help="resize tiles to this size before the model (default: tile size)")
+    p.add_argument("--max-tiles-per-slide", type=int, default=64)
+    p.add_argument("--stain", choices=["macenko", "none"], default="macenko")
+    p.add_argument("--imbalance", choices=["none", "class_weights", "weighted_sampler"])
+    p.add_argument("--device", help="auto | cpu | cuda | cuda:N")
+    p.add_argument("--tiny", action="store_true", help="a very small variant of the backbone (CPU demos and tests)")
+    add_project_option(p)
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("infer", help="predict every tile of every tiled slide (skips slides already done)")
+    p.add_argument("--model", required=True, dest="run", help="model run name")
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--device")
+    add_project_option(p)
+    p.set_defaults(func=cmd_infer)
+
+    p = sub.add_parser("gradcam", help="Grad-CAM heatmaps and slide probability maps of a model run")
+    p.add_argument("--model", required=True, dest="run")
+    p.add_argument("--slide", type=int, action="append", dest="slide_ids")
+    p.add_argument("--top", type=int, default=4, help="tiles per slide (most confident)")
+    add_project_option(p)
+    p.set_defaults(func=cmd_gradcam)
+
+    models = sub.choices.get("models")
+    msub = next((a for a in models._actions if isinstance(a, argparse._SubParsersAction)), None) if models else None
+    if msub is not None:
+        c = msub.add_parser("compare", help="patch- and slide-level ROC AUC (DeLong CI, tests) of model runs per set")
+        c.add_argument("runs", nargs="+")
+        c.add_argument("--json", action="store_true")
+        add_project_option(c)
+        c.set_defaults(func=cmd_compare)
+
+
+def _run(args, job_type: str, params: dict) -> int:
+    from pathomics_desktop.jobs.cli import run_in_foreground
+    from pathomics_desktop.jobs.runner import list_jobs
+
+    project, registry = _registry(args)
+    try:
+        code = run_in_foreground(project, registry, job_type, params)
+        job = list_jobs(registry, limit=1)[0]
+    finally:
+        registry.dispose()
+    if job.result:
+        print(json.dumps(job.result, indent=2, default=str))
+    return code
+
+
+def cmd_train(args) -> int:
+    from pathomics_desktop.learning.backbones import backbone_family
+
+    params = {k: v for k, v in vars(args).items()
+              if k in ("backbone", "run", "weights", "epochs", "lr", "batch_size", "seed", "input_size",
+                       "max_tiles_per_slide", "stain", "imbalance", "device") and v is not None}
+    params["preset"] = args.preset
+    if args.tiny:
+        params["model_options"] = TINY_OPTIONS[backbone_family(args.backbone)]
+    return _run(args, "training", params)
+
+
+def cmd_infer(args) -> int:
+    params = {k: v for k, v in {"run": args.run, "batch_size": args.batch_size, "device": args.device}.items() if v}
+    return _run(args, "inference", params)
+
+
+def cmd_gradcam(args) -> int:
+    return _run(args, "gradcam", {"run": args.run, "slide_ids": args.slide_ids, "top": args.top})
+
+
+def cmd_compare(args) -> int:
+    from pathomics_desktop.learning.comparison import compare_runs, comparison_table
+
+    project, registry = _registry(args)
+    registry.dispose()
+    result = compare_runs(project, args.runs)
+    print(json.dumps(result, indent=2) if args.json else comparison_table(result))
+    return 0
