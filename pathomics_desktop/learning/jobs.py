@@ -148,9 +148,8 @@ def inference_job(project, params: dict[str, Any], ctx) -> dict[str, Any]:
         ctx.progress(i / max(len(slides), 1), f"slide {slide.slide_id}: {slide.n_tiles} tiles")
         entries, _labels, _owners = tile_entries([slide], max_tiles_per_slide=None, seed=0)
         tiles = StreamedTiles(entries, input_size=spec.get("input_size"), normaliser=normaliser)
-        batches = (np.stack([tiles[j] for j in range(k, min(k + batch_size, len(tiles)))])
-                   for k in range(0, len(tiles), batch_size))
-        probs = predict_probabilities(model, batches, device=params.get("device", "auto"), cancel=ctx.token)
+        probs = predict_probabilities(model, tiles.batches(batch_size), device=params.get("device", "auto"),
+                                      cancel=ctx.token)
         tiles.close()
         frame = pd.DataFrame({"slide_id": slide.slide_id, "x": [e[1] for e in entries],
                               "y": [e[2] for e in entries], "prob": probs[:, 1].astype("float32"),
@@ -203,7 +202,7 @@ def gradcam_job(project, params: dict[str, Any], ctx) -> dict[str, Any]:
         entries = [(slides[slide_id].path, int(r.x), int(r.y), int(r.read_size), int(r.level), int(r.tile_size))
                    for r in merged.itertuples(index=False)]
         tiles = StreamedTiles(entries, input_size=spec.get("input_size"), normaliser=_normaliser(spec))
-        images = np.stack([tiles[j] for j in range(len(tiles))])
+        images = tiles.batch(range(len(tiles)))
         tiles.close()
         batch = tiles_to_tensor(images)
         with torch.enable_grad():

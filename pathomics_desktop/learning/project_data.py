@@ -111,16 +111,27 @@ class StreamedTiles:
             src = self._sources[path] = SlideTileSource(path)
         return src
 
-    def __getitem__(self, i: int) -> np.ndarray:
+    def _raw(self, i: int) -> np.ndarray:
         path, x, y, read_size, level, tile_size = self.entries[i]
         tile = self._source(path).read(x, y, read_size, level, tile_size)
         if self.input_size and self.input_size != tile.shape[0]:
             import cv2
 
             tile = cv2.resize(tile, (self.input_size, self.input_size), interpolation=cv2.INTER_AREA)
-        if self.normaliser is not None:
-            tile = self.normaliser(tile[None])[0]
         return tile
+
+    def __getitem__(self, i: int) -> np.ndarray:
+        tile = self._raw(i)
+        return self.normaliser(tile[None])[0] if self.normaliser is not None else tile
+
+    def batch(self, indices) -> np.ndarray:
+        """Several tiles as one (B, S, S, 3) array, stain-normalised as one batch."""
+        tiles = np.stack([self._raw(i) for i in indices])
+        return self.normaliser(tiles) if self.normaliser is not None else tiles
+
+    def batches(self, batch_size: int):
+        for start in range(0, len(self), batch_size):
+            yield self.batch(range(start, min(start + batch_size, len(self))))
 
     def __getstate__(self):  # sources hold file handles: reopen in worker processes
         state = dict(self.__dict__)

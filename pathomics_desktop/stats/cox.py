@@ -79,10 +79,13 @@ class CoxData:
         self.event = event[order]
         self.strata = s[order]
         self.means = X.mean(axis=0) if X.shape[1] else np.zeros(0)
-        self.X = np.ascontiguousarray((X[order] - self.means) if X.shape[1] else X[order])
+        self.X = np.take(np.asarray(X, dtype=float), order, axis=0)  # (faster than X[order])
+        if X.shape[1]:
+            self.X -= self.means
         dead = self.event
         self.dead_rows = np.flatnonzero(dead)
-        self.sum_dead_x = self.X[self.dead_rows].sum(axis=0)
+        self.sum_dead_x = np.take(self.X, self.dead_rows, axis=0).sum(axis=0)
+        self._sd: np.ndarray | None = None
         # groups of identical (stratum, time) in sorted order
         new_group = np.ones(n, dtype=bool)
         new_group[1:] = (self.time[1:] != self.time[:-1]) | (self.strata[1:] != self.strata[:-1])
@@ -93,37 +96,28 @@ class CoxData:
         self.group_end = np.append(self.group_start[1:] - 1, n - 1)
         self.d = np.bincount(self.group, weights=dead.astype(float), minlength=n_groups)
         d_int = np.bincount(self.group[dead], minlength=n_groups).astype(np.int64)
-        # strata at group level: first group and last group of each group's stratum
-        gs_id = self.strata[self.group_start]
-        new_s = np.ones(n_groups, dtype=bool)
-        new_s[1:] = gs_id[1:] != gs_id[:-1]
-        sid = np.cumsum(new_s) - 1
-        self.first_group_of_stratum = np.flatnonzero(new_s)[sid]
-        ends = np.flatnonzero(np.append(sid[1:] != sid[:-1], True)) if n else np.zeros(0, int)
-        self.last_group_of_stratum = ends[sid]
-        # segments: (censored part, dead part) of each group, empty ones left out
+        # segments: (censored part, dead part) of each group, empty ones left out; in
+        # sorted order a group's censored segment comes before its dead segment
         size = self.group_end - self.group_start + 1
         n_cens = size - d_int
-        dead_start = self.group_start + n_cens
-        cens_groups = np.flatnonzero(n_cens > 0)
-        self.death_groups = np.flatnonzero(d_int > 0)
-        starts = np.concatenate([self.group_start[cens_groups], dead_start[self.death_groups]])
-        seg_order = np.argsort(starts, kind="stable")
-        self.seg_start = starts[seg_order]
+        seg_new = new_group.copy()
+        dead_start = (self.group_start + n_cens)[(d_int > 0) & (n_cens > 0)]
+        seg_new[dead_start] = True
+        self.seg_start = np.flatnonzero(seg_new)
         n_seg = self.seg_start.size
         self.seg_len = np.diff(np.append(self.seg_start, n))
-        seg_pos = np.empty(n_seg, dtype=np.int64)
-        seg_pos[seg_order] = np.arange(n_seg)
-        self.cens_seg = seg_pos[:cens_groups.size]      # segment index of each censored part
-        self.cens_seg_group = cens_groups
-        self.dead_seg = seg_pos[cens_groups.size:]      # segment index of each death group
-        self.seg_group = np.empty(n_seg, dtype=np.int64)
-        self.seg_group[self.cens_seg] = cens_groups
-        self.seg_group[self.dead_seg] = self.death_groups
-        self.seg_is_dead = np.zeros(n_seg, dtype=bool)
-        self.seg_is_dead[self.dead_seg] = True
-        self.seg_death_index = np.full(n_seg, -1, dtype=np.int64)
-        self.seg_death_index[self.dead_seg] = np.arange(self.death_groups.size)
+        self.seg_group = self.group[self.seg_start]
+        self.seg_is_dead = dead[self.seg_start]
+        self.dead_seg = np.flatnonzero(self.seg_is_dead)  # one per death group, in order
+        self.death_groups = self.seg_group[self.dead_seg]
+        # strata at segment level: first and last segment of each segment's stratum
+        seg_strata = self.strata[self.seg_start]
+        new_s = np.ones(n_seg, dtype=bool)
+        new_s[1:] = seg_strata[1:] != seg_strata[:-1]
+        self.single_stratum = not new_s[1:].any()
+        sid = np.cumsum(new_s) - 1
+        self.first_seg_of_stratum = np.flatnonzero(new_s)[sid]
+        self.last_seg_of_stratum = np.flatnonzero(np.append(sid[1:] != sid[:-1], True))[sid]
         index_dtype = np.int32 if n < 2**31 - 1 else np.int64
         self._seg_indptr = np.append(self.seg_start, n).astype(index_dtype)
         self._seg_cols = np.arange(n, dtype=index_dtype)
@@ -141,19 +135,38 @@ class CoxData:
             self.frac = np.zeros(ell.size)
             self.keep = np.ones(ell.size)
 
-    # ---- helpers on group-level arrays ---------------------------------------------------
+    def linear_predictor(self, beta: np.ndarray) -> np.ndarray:
+        """``X beta`` for the centred, sorted X. einsum rather than BLAS gemv: a threaded
+        gemv on an n x p matrix with small p can stall for milliseconds on a busy machine."""
+        if not self.X.shape[1]:
+            return np.zeros(self.n)
+        return np.einsum("ij,j->i", self.X, np.asarray(beta, dtype=float))
 
-    def _earlier_sum(self, per_group: np.ndarray) -> np.ndarray:
-        """Per group: sum of ``per_group`` over earlier groups of its stratum (larger times)."""
-        cs = np.cumsum(per_group, axis=0)
-        excl = np.concatenate([np.zeros((1,) + per_group.shape[1:]), cs[:-1]], axis=0)
-        return excl - excl[self.first_group_of_stratum]
+    def column_sd(self) -> np.ndarray:
+        """Standard deviation of each covariate (population, as ``X.std(axis=0)``)."""
+        if self._sd is None:  # X is centred at its column means: sd = sqrt(mean(x^2))
+            ss = np.einsum("ij,ij->j", self.X, self.X) if self.X.shape[1] else np.zeros(0)
+            self._sd = np.sqrt(ss / max(self.n, 1))
+        return self._sd
 
-    def _later_sum(self, per_group: np.ndarray) -> np.ndarray:
-        """Per group: sum of ``per_group`` over later groups of its stratum (smaller times)."""
-        rev = np.cumsum(per_group[::-1], axis=0)[::-1]
-        after = np.concatenate([rev[1:], np.zeros((1,) + per_group.shape[1:])], axis=0)
-        return after - after[self.last_group_of_stratum]
+    # ---- helpers on segment-level arrays --------------------------------------------------
+
+    def _earlier_sum(self, per_seg: np.ndarray) -> np.ndarray:
+        """Per segment: sum of ``per_seg`` over earlier segments of its stratum (larger
+        times, or the censored part of the same group)."""
+        excl = np.zeros_like(per_seg)
+        np.cumsum(per_seg[:-1], axis=0, out=excl[1:])
+        if not self.single_stratum:
+            excl = excl - excl[self.first_seg_of_stratum]
+        return excl
+
+    def _later_sum(self, per_seg: np.ndarray) -> np.ndarray:
+        """Per segment: sum of ``per_seg`` over later segments of its stratum."""
+        after = np.zeros_like(per_seg)
+        np.cumsum(per_seg[:0:-1], axis=0, out=after[-2::-1])
+        if not self.single_stratum:
+            after = after - after[self.last_seg_of_stratum]
+        return after
 
     def _segment_sums(self, r: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Per segment: sum of r_i and of r_i x_i (one sparse product, no n x p temporary)."""
@@ -166,19 +179,9 @@ class CoxData:
         (``S0r``, ``S1r``: earlier groups plus the censored rows of h) and the deaths of h
         (``D0``, ``D1``); ``S = Sr + D`` without any cancelling subtraction."""
         seg0, seg1 = self._segment_sums(r)
-        G, p = self.n_groups, self.X.shape[1]
-        cens0 = np.zeros(G)
-        cens1 = np.zeros((G, p))
-        cens0[self.cens_seg_group] = seg0[self.cens_seg]
-        cens1[self.cens_seg_group] = seg1[self.cens_seg]
-        D0, D1 = seg0[self.dead_seg], seg1[self.dead_seg]
-        tot0, tot1 = cens0.copy(), cens1.copy()
-        tot0[self.death_groups] += D0
-        tot1[self.death_groups] += D1
-        hg = self.death_groups
-        S0r = self._earlier_sum(tot0)[hg] + cens0[hg]
-        S1r = self._earlier_sum(tot1)[hg] + cens1[hg]
-        return {"S0r": S0r, "S1r": S1r, "D0": D0, "D1": D1}
+        ds = self.dead_seg
+        return {"S0r": self._earlier_sum(seg0)[ds], "S1r": self._earlier_sum(seg1)[ds],
+                "D0": seg0[ds], "D1": seg1[ds]}
 
     def _row_weights(self, w: np.ndarray, u: np.ndarray) -> np.ndarray:
         """Per row: sum over the death terms whose risk set holds the row of the term weight.
@@ -186,12 +189,10 @@ class CoxData:
         A row of group k gets ``sum_{h later than k} w_h`` plus, from its own group, ``w_k``
         when censored or ``u_k`` when it died there (``w``, ``u`` per death group, H values).
         """
-        wG = np.zeros(self.n_groups)
-        wG[self.death_groups] = w
-        later = self._later_sum(wG)
-        seg = later[self.seg_group] + wG[self.seg_group]
-        dead_seg = self.dead_seg
-        seg[dead_seg] = later[self.death_groups] + u
+        wS = np.zeros(self.seg_start.size)
+        wS[self.dead_seg] = w
+        seg = self._later_sum(wS)
+        seg[self.dead_seg] += u
         return np.repeat(seg, self.seg_len)
 
     # ---- derivatives --------------------------------------------------------------------
@@ -217,7 +218,7 @@ class CoxData:
         ``sum_k S2_k / a_k = X' diag(c) X`` with c from :meth:`_row_weights`.
         """
         X = self.X
-        eta = X @ beta if X.shape[1] else np.zeros(self.n)
+        eta = self.linear_predictor(beta)
         if offset is not None:
             eta = eta + offset
         shift = eta.max() if eta.size else 0.0
@@ -247,6 +248,9 @@ class CoxData:
                 c = r * self._row_weights(ws, us)
                 cross = S1r.T @ (Qs[:, None] * D1)
                 mm = S1r.T @ (Ps[:, None] * S1r) + cross + cross.T + D1.T @ (Rs[:, None] * D1)
+                if scale is None:  # c >= 0: X' diag(c) X = Y'Y with Y = sqrt(c) X (BLAS syrk)
+                    Y = X * np.sqrt(c)[:, None]
+                    return Y.T @ Y - mm
                 return (X * c[:, None]).T @ X - mm
 
             out["info"] = second(None)
@@ -284,7 +288,7 @@ class CoxData:
         H1 = np.column_stack([self._row_weights(h1[:, j], h1u[:, j]) for j in range(p)])
         resid = -r[:, None] * (X * H0[:, None] - H1)
         dead = self.dead_rows
-        didx = self.seg_death_index[np.searchsorted(self.seg_start, dead, side="right") - 1]
+        didx = np.searchsorted(self.death_groups, self.group[dead])
         resid[dead] += X[dead] - mean_m[didx]
         return resid
 
@@ -333,7 +337,7 @@ def newton_raphson(data: CoxData, *, init: np.ndarray | None = None, max_iter: i
         dv = evaluate(beta)
     converged = False
     iters = 0
-    sd = data.X.std(axis=0) if p else np.zeros(0)
+    sd = data.column_sd()
 
     def diverging(b) -> UserError:
         scaled = np.abs(b) * sd
@@ -591,8 +595,7 @@ def fit_cox_arrays(time: Sequence[float], event: Sequence, X: np.ndarray, *,
         raise UserError("the Cox model needs at least one covariate")
     if events < p:
         raise UserError(f"too few events ({events}) for {p} covariate columns")
-    span = X.max(axis=0) - X.min(axis=0)
-    const = [names[j] for j in range(p) if span[j] == 0]
+    const = [names[j] for j in range(p) if np.ptp(X[:, j]) == 0]
     if const:
         raise UserError(f"covariate {', '.join(const)} is constant (one value only)")
     s_codes = None
@@ -638,7 +641,7 @@ def fit_cox_arrays(time: Sequence[float], event: Sequence, X: np.ndarray, *,
         u = d0inv @ d0["score"]
         robust_score = _chisq_test(*_general_quadratic(u, v0))
     wald_stat, wald_df = _general_quadratic(beta, var)
-    eta = data.X @ beta  # centred linear predictor, as R's fit$linear.predictors
+    eta = data.linear_predictor(beta)  # centred, as R's fit$linear.predictors
     return CoxFit(
         names=names, coef=beta, var=var, naive_var=naive_var, loglik_null=d0["loglik"],
         loglik=dv["loglik"], n=n, events=events, ties=ties, iterations=iters,
