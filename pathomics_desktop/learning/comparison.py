@@ -86,7 +86,8 @@ def compare_runs(project, runs: list[str]) -> dict[str, Any]:
 
 def comparison_table(result: dict[str, Any]) -> str:
     """Table S1 layout as text: set, run, level, AUC (95% CI), sensitivity, specificity, PPV, NPV."""
-    lines = [f"{'set':<10}{'model':<18}{'level':<7}{'AUC (95% CI)':<24}{'sens':>7}{'spec':>7}{'PPV':>7}{'NPV':>7}{'n':>8}"]
+    width = max([len("model")] + [len(r) for r in result["runs"]]) + 2
+    lines = [f"{'set':<10}{'model':<{width}}{'level':<7}{'AUC (95% CI)':<24}{'sens':>7}{'spec':>7}{'PPV':>7}{'NPV':>7}{'n':>8}"]
 
     def f(v):
         return "   -  " if v is None else f"{v:6.3f}"
@@ -95,10 +96,10 @@ def comparison_table(result: dict[str, Any]) -> str:
         for level in ("patch", "slide"):
             for run, r in block[level].items():
                 if r.get("auc") is None:
-                    lines.append(f"{split:<10}{run:<18}{level:<7}{'(one class only)':<24}")
+                    lines.append(f"{split:<10}{run:<{width}}{level:<7}{'(one class only)':<24}")
                     continue
                 auc = f"{r['auc']:.3f} ({r['ci_lower']:.3f}-{r['ci_upper']:.3f})"
-                lines.append(f"{split:<10}{run:<18}{level:<7}{auc:<24}{f(r['sensitivity']):>7}{f(r['specificity']):>7}"
+                lines.append(f"{split:<10}{run:<{width}}{level:<7}{auc:<24}{f(r['sensitivity']):>7}{f(r['specificity']):>7}"
                              f"{f(r['ppv']):>7}{f(r['npv']):>7}{r['n']:>8}")
         for t in block["delong"]:
             lines.append(f"{split:<10}DeLong {t['level']}: {t['a']} vs {t['b']}: difference {t['difference']:+.3f}, p = {t['p']:.3g}")

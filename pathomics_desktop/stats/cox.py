@@ -9,9 +9,14 @@ R_t = {i : time_i >= t} (within the stratum):
   ``S0 = sum r_i``, ``S1 = sum r_i x_i``; ``loglik = sum_{deaths} eta_i - sum_{t,l} log a_l``;
   score ``U = sum_{deaths} x_i - sum_{t,l} m_l``; information
   ``I = sum_{t,l} [S2_l / a_l - m_l m_l']``. Breslow (1974): l/d_t replaced by 0.
-* Vectorisation: subjects are sorted once by (stratum, time descending); risk-set sums are
-  cumulative sums; ``sum_{t,l} S2_l / a_l`` is folded into one ``X' diag(c) X`` product
-  with per-subject weights c_i, so no n x p x p array is ever built.
+* Vectorisation: subjects are sorted once by (stratum, time descending, censored before
+  deaths), so each tied-time group is a censored and a dead *segment*. Per Newton step:
+  one pass ``eta = X beta``, one sparse (segment x subject) product for the segment sums
+  of ``r`` and ``r x``, cumulative sums over segments for the risk sets (split into the
+  part not dying at t and the deaths D_t, so no cancelling subtraction), per-group sums
+  of the Efron terms (``sum_l m_l m_l'`` expanded in ``sum 1/a^2``, ``sum g/a^2``,
+  ``sum g^2/a^2`` with ``g = 1 - l/d``), and one ``X' diag(c) X`` product (BLAS syrk)
+  with per-subject weights c_i; no n x p x p or (subject x term) array is ever built.
 * Newton-Raphson from beta = 0 with step halving when the log-likelihood decreases,
   converged when the relative log-likelihood change is < 1e-12 (R uses 1e-9).
 * Tests: Wald ``b' V^-1 b``, likelihood ratio ``2 (l(b) - l(0))``, score
@@ -21,7 +26,8 @@ R_t = {i : time_i >= t} (within the stratum):
   Wald test uses V_r and the score test is the robust score test.
 * Concordance: Harrell's C of the linear predictor as ``coxph`` reports it
   (pairs comparable when the shorter time is an event; ties in eta count 1/2; pairs tied
-  on an event time are not comparable; pairs only within strata).
+  on an event time are not comparable; pairs only within strata); computed when
+  ``CoxFit.concordance`` is first read, as lifelines does for ``concordance_index_``.
 * Proportional hazards: ``cox_zph`` reproduces R ``cox.zph`` (survival >= 3): a score test
   for adding ``x * g(t)`` for each term (and all terms, GLOBAL) at the fitted beta, with
   ``g(t) = 1 - KM(t-)`` (transform "km") centred at its mean over the events
@@ -121,19 +127,14 @@ class CoxData:
         index_dtype = np.int32 if n < 2**31 - 1 else np.int64
         self._seg_indptr = np.append(self.seg_start, n).astype(index_dtype)
         self._seg_cols = np.arange(n, dtype=index_dtype)
-        # death terms: one per death, its death group (0..H-1) and Efron weights
+        # death terms: one per death, grouped by death group (0..H-1), with the Efron
+        # weight g = 1 - l/d that the dying subjects keep in term l (1 for Breslow)
         d_h = d_int[self.death_groups]
         self.term_death_group = np.repeat(np.arange(self.death_groups.size), d_h)
-        self.death_group_of_term = self.death_groups[self.term_death_group]
-        first = np.repeat(np.cumsum(d_h) - d_h, d_h)
-        ell = np.arange(int(d_h.sum())) - first
+        self.term_start = np.cumsum(d_h) - d_h  # first term of each death group
+        ell = np.arange(int(d_h.sum())) - np.repeat(self.term_start, d_h)
         d_term = np.repeat(d_h, d_h)
-        if ties == "efron":
-            self.frac = ell / d_term                         # l / d
-            self.keep = (d_term - ell) / d_term              # 1 - l / d
-        else:
-            self.frac = np.zeros(ell.size)
-            self.keep = np.ones(ell.size)
+        self.keep = (d_term - ell) / d_term if ties == "efron" else np.ones(ell.size)
 
     def linear_predictor(self, beta: np.ndarray) -> np.ndarray:
         """``X beta`` for the centred, sorted X. einsum rather than BLAS gemv: a threaded
@@ -187,13 +188,14 @@ class CoxData:
         """Per row: sum over the death terms whose risk set holds the row of the term weight.
 
         A row of group k gets ``sum_{h later than k} w_h`` plus, from its own group, ``w_k``
-        when censored or ``u_k`` when it died there (``w``, ``u`` per death group, H values).
+        when censored or ``u_k`` when it died there (``w``, ``u`` per death group: H values,
+        or H x q for q weights at once).
         """
-        wS = np.zeros(self.seg_start.size)
+        wS = np.zeros((self.seg_start.size,) + w.shape[1:])
         wS[self.dead_seg] = w
         seg = self._later_sum(wS)
         seg[self.dead_seg] += u
-        return np.repeat(seg, self.seg_len)
+        return np.repeat(seg, self.seg_len, axis=0)
 
     # ---- derivatives --------------------------------------------------------------------
 
@@ -273,19 +275,14 @@ class CoxData:
         dv = deriv if deriv is not None else self.derivatives(beta)
         X, r, a = self.X, dv["r"], dv["a"]
         th, gk = self.term_death_group, self.keep
-        H, p = self.death_groups.size, X.shape[1]
         m = (dv["S1r"][th] + gk[:, None] * dv["D1"][th]) / a[:, None]
         inv_a = 1.0 / a
-        h1 = np.zeros((H, p))
-        np.add.at(h1, th, m * inv_a[:, None])
-        h1u = np.zeros((H, p))
-        np.add.at(h1u, th, m * (gk * inv_a)[:, None])
-        sum_m = np.zeros((H, p))
-        np.add.at(sum_m, th, m)
-        mean_m = sum_m / self.d[self.death_groups][:, None]
+        # terms of a death group are contiguous: per-group sums with reduceat
+        h1 = np.add.reduceat(m * inv_a[:, None], self.term_start, axis=0)
+        h1u = np.add.reduceat(m * (gk * inv_a)[:, None], self.term_start, axis=0)
+        mean_m = np.add.reduceat(m, self.term_start, axis=0) / self.d[self.death_groups][:, None]
         H0 = self._row_weights(dv["w"], dv["u"])
-        # the same bookkeeping for the p-vector weights m/a (column by column)
-        H1 = np.column_stack([self._row_weights(h1[:, j], h1u[:, j]) for j in range(p)])
+        H1 = self._row_weights(h1, h1u)  # the same bookkeeping for the p-vector weights m/a
         resid = -r[:, None] * (X * H0[:, None] - H1)
         dead = self.dead_rows
         didx = np.searchsorted(self.death_groups, self.group[dead])
@@ -426,27 +423,58 @@ def _singular_message(names: Sequence[str]) -> str:
 def _count_smaller_before(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """For each position i: #{j < i: v_j < v_i} and #{j < i: v_j == v_i} (merge levels).
 
-    Vectorised bottom-up merge counting: O(n log^2 n) with numpy sorts, no Python loop
-    over subjects.
+    Vectorised bottom-up merge sort over the value ranks, padded to a power of two so each
+    level is a reshape into (block, left/right half, width). At every level each half is
+    already sorted: the right-half entries find their counts among the left half of their
+    block with ``searchsorted`` (sorted queries), then the halves are merged by placing
+    each right entry after the left entries <= it. O(n log^2 n) comparisons at worst, no
+    Python loop over subjects; the "equal" search is skipped when all values differ.
     """
     n = values.size
-    _, ranks = np.unique(values, return_inverse=True)
-    ranks = ranks.astype(np.int64)
     less = np.zeros(n, dtype=np.int64)
     equal = np.zeros(n, dtype=np.int64)
-    idx = np.arange(n, dtype=np.int64)
+    if n < 2:
+        return less, equal
+    _, ranks = np.unique(values, return_inverse=True)
+    n_levels = int(ranks.max()) + 1
+    distinct = n_levels == n
+    big = np.int64(n_levels + 1)  # ranks and the padding rank n_levels are < big
+    size = 1 << (n - 1).bit_length()
+    vals = np.full(size, n_levels, dtype=np.int64)  # padding sorts after every value
+    vals[:n] = ranks.ravel()
+    perm = np.arange(size, dtype=np.int64)  # original position of each entry of vals
     width = 1
-    big = np.int64(n + 1)
-    while width < n:
-        block = idx // (2 * width)
-        right = (idx // width) % 2 == 1
-        left_keys = np.sort(block[~right] * big + ranks[~right])
-        keys = block[right] * big + ranks[right]
-        lo = np.searchsorted(left_keys, block[right] * big, side="left")
-        below = np.searchsorted(left_keys, keys, side="left")
-        upto = np.searchsorted(left_keys, keys, side="right")
-        less[right] += below - lo
-        equal[right] += upto - below
+    while width < size:
+        n_blocks = size // (2 * width)
+        block_key = (np.arange(n_blocks, dtype=np.int64) * big)[:, None]
+        keys = (vals.reshape(n_blocks, 2 * width) + block_key).reshape(n_blocks, 2, width)
+        left_keys = keys[:, 0, :].ravel()   # ascending: block-major, sorted within
+        right_keys = keys[:, 1, :].ravel()
+        lo = np.repeat(np.arange(n_blocks, dtype=np.int64) * width, width)
+        upto = np.searchsorted(left_keys, right_keys, side="right") - lo  # left <= v
+        perm3 = perm.reshape(n_blocks, 2, width)
+        right_orig = perm3[:, 1, :].ravel()
+        real = right_orig < n
+        if distinct:
+            less[right_orig[real]] += upto[real]
+        else:
+            below = np.searchsorted(left_keys, right_keys, side="left") - lo  # left < v
+            less[right_orig[real]] += below[real]
+            equal[right_orig[real]] += (upto - below)[real]
+        start = (np.arange(n_blocks, dtype=np.int64) * (2 * width))[:, None]
+        right_pos = (start + np.arange(width, dtype=np.int64)
+                     + upto.reshape(n_blocks, width)).ravel()
+        taken = np.zeros(size, dtype=bool)
+        taken[right_pos] = True
+        left_pos = np.flatnonzero(~taken)  # left entries keep their order
+        vals3 = vals.reshape(n_blocks, 2, width)
+        merged_vals = np.empty_like(vals)
+        merged_vals[right_pos] = vals3[:, 1, :].ravel()
+        merged_vals[left_pos] = vals3[:, 0, :].ravel()
+        merged_perm = np.empty_like(perm)
+        merged_perm[right_pos] = right_orig
+        merged_perm[left_pos] = perm3[:, 0, :].ravel()
+        vals, perm = merged_vals, merged_perm
         width *= 2
     return less, equal
 
@@ -782,7 +810,10 @@ def fit_cox(frame, time: str, event: str, covariates: Sequence[str], *,
     strata_values = None
     if strata:
         cols = [strata] if isinstance(strata, str) else list(strata)
-        strata_values = frame[cols].astype(str).agg("|".join, axis=1).to_numpy()
+        # "a|b" labels of the stratum columns (vectorised: a row-wise join is ~100x slower)
+        parts = [frame[c].astype(str) for c in cols]
+        joined = parts[0].str.cat(parts[1:], sep="|") if len(parts) > 1 else parts[0]
+        strata_values = joined.to_numpy()
     cluster_values = frame[cluster].to_numpy() if cluster else None
     t = as_time_array(frame[time].to_numpy(), name=f"time column {time!r}")
     e = as_event_array(frame[event].to_numpy(), name=f"event column {event!r}")

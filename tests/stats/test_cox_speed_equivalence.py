@@ -140,3 +140,19 @@ def test_fit_matches_lifelines_on_tied_data_and_concordance_is_lazy():
     expected = cox.concordance_index(time_, event, fit.linear_predictor)["concordance"]
     assert fit.concordance == pytest.approx(expected, rel=1e-15)
     assert fit.concordance == pytest.approx(peer.concordance_index_, rel=1e-12)
+
+
+def test_data_frame_strata_labels_join_the_columns():
+    pd = pytest.importorskip("pandas")
+    time_, event, x, _ = _tied_data(150, 2, seed=9)
+    rng = np.random.default_rng(9)
+    frame = pd.DataFrame({"t": time_, "e": event.astype(int), "x0": x[:, 0], "x1": x[:, 1],
+                          "site": rng.choice(["a", "b"], 150), "grade": rng.integers(1, 3, 150)})
+    fit = cox.fit_cox(frame, "t", "e", ["x0", "x1"], strata=["site", "grade"])
+    labels = [f"{s}|{g}" for s, g in zip(frame["site"], frame["grade"])]
+    ref = cox.fit_cox_arrays(time_, event, x, names=["x0", "x1"], strata=labels)
+    np.testing.assert_array_equal(fit.coef, ref.coef)
+    assert len(np.unique(fit.data.strata)) == 4
+    one = cox.fit_cox(frame, "t", "e", ["x0", "x1"], strata="site")
+    np.testing.assert_array_equal(
+        one.coef, cox.fit_cox_arrays(time_, event, x, strata=frame["site"].to_numpy()).coef)
