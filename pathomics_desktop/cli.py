@@ -40,6 +40,19 @@ BENCHMARKS = {
 }
 
 
+def command_group(sub, name: str, help: str = "") -> "argparse._SubParsersAction":
+    """The sub-command list of ``pathomics NAME``, created on first use, so that several
+    capability modules can add to one group (e.g. ``slides``, ``models``)."""
+    parser = sub.choices.get(name)
+    if parser is None:
+        parser = sub.add_parser(name, help=help)
+        parser.set_defaults(func=lambda _args: (parser.print_help(), 1)[1])
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return action
+    return parser.add_subparsers(dest=f"{name}_command", metavar="SUBCOMMAND")
+
+
 def _bench(args: argparse.Namespace) -> int:
     module_name, func_name = BENCHMARKS[args.name].split(":")
     try:

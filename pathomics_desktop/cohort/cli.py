@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from pathomics_desktop.registry.cli import _registry, add_project_option
+from pathomics_desktop.registry.cli import add_project_option, opened_registry
 
 
 def register(sub) -> None:
@@ -23,12 +23,9 @@ def register(sub) -> None:
 def cmd_flow(args) -> int:
     from pathomics_desktop.cohort.flow import patient_flow
 
-    _project, registry = _registry(args)
-    try:
+    with opened_registry(args) as (_project, registry):
         with registry.session() as session:
             flow = patient_flow(session)
-    finally:
-        registry.dispose()
     print(json.dumps(flow.to_dict(), indent=2) if args.json else flow.to_text())
     return 0
 
@@ -36,15 +33,12 @@ def cmd_flow(args) -> int:
 def cmd_split(args) -> int:
     from pathomics_desktop.cohort.splits import assign_splits
 
-    project, registry = _registry(args)
-    study = project.settings["study"]
-    seed = args.seed if args.seed is not None else int(study["split_seed"])
-    fraction = args.train_fraction if args.train_fraction is not None else float(study["train_fraction"])
-    try:
+    with opened_registry(args) as (project, registry):
+        study = project.settings["study"]
+        seed = args.seed if args.seed is not None else int(study["split_seed"])
+        fraction = args.train_fraction if args.train_fraction is not None else float(study["train_fraction"])
         with registry.session(reason="data-set split") as session:
             result = assign_splits(session, seed=seed, train_fraction=fraction)
-    finally:
-        registry.dispose()
     if args.seed is not None and args.seed != study["split_seed"]:
         study["split_seed"] = args.seed
         project.save()

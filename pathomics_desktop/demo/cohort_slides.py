@@ -8,7 +8,6 @@ Sizes are configurable; the defaults keep the whole demo to a few minutes on two
 from __future__ import annotations
 
 import hashlib
-from pathlib import Path
 from typing import Any
 
 DEFAULT_SLIDE_SIZE = 1536

@@ -133,8 +133,6 @@ class _Layout:
 
 
 def _make_layout(width: int, height: int, aggressiveness: float, rng: np.random.Generator) -> _Layout:
-    import cv2
-
     step = max(LAYOUT_STEP, int(math.ceil(max(width, height) / LAYOUT_MAX)))
     hl, wl = int(math.ceil(height / step)), int(math.ceil(width / step))
     yy, xx = np.mgrid[0:hl, 0:wl].astype(np.float32)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 
-from pathomics_desktop.registry.cli import _registry, add_project_option
+from pathomics_desktop.registry.cli import add_project_option, opened_registry
 
 
 def register(sub) -> None:
@@ -48,11 +48,8 @@ def _echo(fraction, message) -> None:
 def cmd_list(args) -> int:
     from pathomics_desktop.jobs.runner import list_jobs
 
-    _project, registry = _registry(args)
-    try:
+    with opened_registry(args) as (_project, registry):
         jobs = list_jobs(registry, status=args.status)
-    finally:
-        registry.dispose()
     if args.json:
         print(json.dumps([_row(j) for j in jobs], indent=2, default=str))
     else:
@@ -64,11 +61,8 @@ def cmd_list(args) -> int:
 def cmd_show(args) -> int:
     from pathomics_desktop.jobs.runner import get_job
 
-    _project, registry = _registry(args)
-    try:
+    with opened_registry(args) as (_project, registry):
         job = get_job(registry, args.job_id)
-    finally:
-        registry.dispose()
     if args.json:
         print(json.dumps(_row(job) | {"log": job.log}, indent=2, default=str))
     else:
@@ -86,11 +80,8 @@ def cmd_show(args) -> int:
 def cmd_cancel(args) -> int:
     from pathomics_desktop.jobs.runner import request_cancel
 
-    _project, registry = _registry(args)
-    try:
+    with opened_registry(args) as (_project, registry):
         status = request_cancel(registry, args.job_id)
-    finally:
-        registry.dispose()
     print(f"job {args.job_id}: {'cancel requested' if status == 'running' else status}")
     return 0
 
@@ -98,15 +89,12 @@ def cmd_cancel(args) -> int:
 def cmd_resume(args) -> int:
     from pathomics_desktop.jobs.runner import resume, run_job
 
-    project, registry = _registry(args)
-    try:
+    with opened_registry(args) as (project, registry):
         resume(registry, args.job_id)
         if args.run:
             job = run_job(project, registry, args.job_id, echo=_echo)
             print(f"job {job.id}: {job.status}")
             return 0 if job.status == "done" else 1
-    finally:
-        registry.dispose()
     print(f"job {args.job_id}: queued again")
     return 0
 
@@ -114,11 +102,8 @@ def cmd_resume(args) -> int:
 def cmd_worker(args) -> int:
     from pathomics_desktop.jobs.runner import run_worker
 
-    project, registry = _registry(args)
-    try:
+    with opened_registry(args) as (project, registry):
         count = run_worker(project, registry, once=args.once, echo=_echo)
-    finally:
-        registry.dispose()
     print(f"worker ran {count} jobs")
     return 0
 

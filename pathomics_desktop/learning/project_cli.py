@@ -3,10 +3,9 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 
-from pathomics_desktop.registry.cli import _registry, add_project_option
+from pathomics_desktop.registry.cli import add_project_option, opened_registry
 
 TINY_OPTIONS = {
     "crossformer": {"embed_dim": 16, "depths": [1, 1, 1, 1], "num_heads": [1, 2, 2, 4], "drop_path_rate": 0.0},
@@ -48,26 +47,23 @@ def register(sub) -> None:
     add_project_option(p)
     p.set_defaults(func=cmd_gradcam)
 
-    models = sub.choices.get("models")
-    msub = next((a for a in models._actions if isinstance(a, argparse._SubParsersAction)), None) if models else None
-    if msub is not None:
-        c = msub.add_parser("compare", help="patch- and slide-level ROC AUC (DeLong CI, tests) of model runs per set")
-        c.add_argument("runs", nargs="+")
-        c.add_argument("--json", action="store_true")
-        add_project_option(c)
-        c.set_defaults(func=cmd_compare)
+    from pathomics_desktop.cli import command_group
+
+    msub = command_group(sub, "models", "patch-model backbones")
+    c = msub.add_parser("compare", help="patch- and slide-level ROC AUC (DeLong CI, tests) of model runs per set")
+    c.add_argument("runs", nargs="+")
+    c.add_argument("--json", action="store_true")
+    add_project_option(c)
+    c.set_defaults(func=cmd_compare)
 
 
 def _run(args, job_type: str, params: dict) -> int:
     from pathomics_desktop.jobs.cli import run_in_foreground
     from pathomics_desktop.jobs.runner import list_jobs
 
-    project, registry = _registry(args)
-    try:
+    with opened_registry(args) as (project, registry):
         code = run_in_foreground(project, registry, job_type, params)
         job = list_jobs(registry, limit=1)[0]
-    finally:
-        registry.dispose()
     if job.result:
         print(json.dumps(job.result, indent=2, default=str))
     return code
@@ -97,8 +93,8 @@ def cmd_gradcam(args) -> int:
 def cmd_compare(args) -> int:
     from pathomics_desktop.learning.comparison import compare_runs, comparison_table
 
-    project, registry = _registry(args)
-    registry.dispose()
-    result = compare_runs(project, args.runs)
+    from pathomics_desktop.project import open_project
+
+    result = compare_runs(open_project(args.project), args.runs)
     print(json.dumps(result, indent=2) if args.json else comparison_table(result))
     return 0

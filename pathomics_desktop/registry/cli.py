@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from contextlib import contextmanager
 
 
 def add_project_option(parser: argparse.ArgumentParser) -> None:
@@ -12,12 +13,19 @@ def add_project_option(parser: argparse.ArgumentParser) -> None:
                         help="project folder (default: $PATHOMICS_PROJECT or the current directory)")
 
 
-def _registry(args):
+@contextmanager
+def opened_registry(args):
+    """``with opened_registry(args) as (project, registry):`` the ``--project`` folder and its
+    registry, disposed of at the end of the command."""
     from pathomics_desktop.project import open_project
     from pathomics_desktop.registry.service import open_project_registry
 
     project = open_project(args.project)
-    return project, open_project_registry(project)
+    registry = open_project_registry(project)
+    try:
+        yield project, registry
+    finally:
+        registry.dispose()
 
 
 def register(sub) -> None:
@@ -154,8 +162,7 @@ def _resolve_mapping(project, value: str | None):
 def cmd_import(args) -> int:
     from pathomics_desktop.registry.importer import import_file
 
-    project, registry = _registry(args)
-    try:
+    with opened_registry(args) as (project, registry):
         mapping = _resolve_mapping(project, args.mapping)
         if args.save_mapping and mapping is not None:
             mapping.name = args.save_mapping
@@ -165,8 +172,6 @@ def cmd_import(args) -> int:
                              dry_run=args.dry_run, reason=args.reason,
                              development_center=project.settings["study"].get("development_center", ""),
                              synthetic=bool(project.settings["project"].get("synthetic")))
-    finally:
-        registry.dispose()
     if args.json:
         print(json.dumps(report.to_dict(), default=str, indent=2))
     else:
@@ -179,12 +184,9 @@ def cmd_import(args) -> int:
 def cmd_export_cohort(args) -> int:
     from pathomics_desktop.registry.service import export_cohort
 
-    _project, registry = _registry(args)
-    try:
+    with opened_registry(args) as (_project, registry):
         out = export_cohort(registry, args.out, include_identifiers=args.include_identifiers,
                             included_only=args.included_only)
-    finally:
-        registry.dispose()
     note = " (with identifiers)" if args.include_identifiers else ""
     print(f"wrote {out}{note}")
     return 0
@@ -193,11 +195,8 @@ def cmd_export_cohort(args) -> int:
 def cmd_edit(args) -> int:
     from pathomics_desktop.registry.service import edit_value
 
-    _project, registry = _registry(args)
-    try:
+    with opened_registry(args) as (_project, registry):
         old, new = edit_value(registry, args.study_id, args.variable, args.value, reason=args.reason)
-    finally:
-        registry.dispose()
     print(f"{args.study_id}.{args.variable}: {old} -> {new}")
     return 0
 
@@ -205,11 +204,8 @@ def cmd_edit(args) -> int:
 def cmd_lock(args) -> int:
     from pathomics_desktop.registry.service import set_lock
 
-    _project, registry = _registry(args)
-    try:
+    with opened_registry(args) as (_project, registry):
         set_lock(registry, args.study_id, args.locked, reason=args.reason)
-    finally:
-        registry.dispose()
     print(f"{args.study_id}: {'locked' if args.locked else 'unlocked'}")
     return 0
 
@@ -217,11 +213,8 @@ def cmd_lock(args) -> int:
 def cmd_delete(args) -> int:
     from pathomics_desktop.registry.service import delete_patient
 
-    _project, registry = _registry(args)
-    try:
+    with opened_registry(args) as (_project, registry):
         delete_patient(registry, args.study_id, reason=args.reason)
-    finally:
-        registry.dispose()
     print(f"{args.study_id}: deleted")
     return 0
 
@@ -229,12 +222,9 @@ def cmd_delete(args) -> int:
 def cmd_variables_list(args) -> int:
     from pathomics_desktop.registry.codebook import Codebook
 
-    _project, registry = _registry(args)
-    try:
+    with opened_registry(args) as (_project, registry):
         with registry.session() as session:
             book = Codebook.for_session(session)
-    finally:
-        registry.dispose()
     rows = [{"name": v.name, "label": v.label, "type": v.type, "unit": v.unit,
              "codes": list(v.codes) if v.type == "category" else None, "required": v.required,
              "identifier": v.identifier, "custom": v.is_custom} for v in book]
@@ -259,13 +249,10 @@ def cmd_variables_add(args) -> int:
             raise UserError(f"--codes is not valid JSON ({exc})") from None
         if isinstance(codes, list):
             codes = {str(c): [] for c in codes}
-    _project, registry = _registry(args)
-    try:
+    with opened_registry(args) as (_project, registry):
         add_variable(registry, name=args.name, type=args.type, label=args.label, unit=args.unit,
                      codes=codes, min_value=args.min, max_value=args.max, soft_min=args.soft_min,
                      soft_max=args.soft_max, required=args.required, identifier=args.identifier)
-    finally:
-        registry.dispose()
     print(f"variable {args.name} added to the codebook")
     return 0
 
@@ -276,16 +263,13 @@ def cmd_centers(args) -> int:
     from pathomics_desktop.registry.models import Center, Patient
     from pathomics_desktop.registry.service import set_center_role
 
-    _project, registry = _registry(args)
-    try:
+    with opened_registry(args) as (_project, registry):
         if args.code and args.role:
             set_center_role(registry, args.code, args.role)
         with registry.session() as session:
             rows = session.execute(
                 select(Center.code, Center.role, func.count(Patient.id))
                 .outerjoin(Patient).group_by(Center.id).order_by(Center.code)).all()
-    finally:
-        registry.dispose()
     for code, role, n in rows:
         print(f"{code:<20} {role:<12} {n} patients")
     return 0
@@ -294,12 +278,9 @@ def cmd_centers(args) -> int:
 def cmd_audit(args) -> int:
     from pathomics_desktop.registry.service import audit_history
 
-    _project, registry = _registry(args)
-    try:
+    with opened_registry(args) as (_project, registry):
         events = audit_history(registry, args.study_id, table=args.table, record_id=args.record,
                                limit=args.limit if args.limit else (None if args.study_id else 50))
-    finally:
-        registry.dispose()
     rows = [{"id": e.id, "at": e.at.isoformat() + "Z", "user": e.user, "action": e.action,
              "table": e.table_name, "record": e.record_id, "field": e.field,
              "old": e.old_value, "new": e.new_value, "reason": e.reason} for e in events]

@@ -2,21 +2,16 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 
-from pathomics_desktop.registry.cli import _registry, add_project_option
+from pathomics_desktop.registry.cli import add_project_option, opened_registry
 
 
 def register(sub) -> None:
-    slides = sub.choices.get("slides")
-    if slides is None:
-        slides = sub.add_parser("slides", help="whole-slide images: registry, metadata, QC, tiling")
-        slides.set_defaults(func=lambda a: (slides.print_help(), 1)[1])
-    ssub = next((a for a in slides._actions if isinstance(a, argparse._SubParsersAction)), None)
-    if ssub is None:
-        ssub = slides.add_subparsers(dest="slides_command", metavar="SUBCOMMAND")
+    from pathomics_desktop.cli import command_group
+
+    ssub = command_group(sub, "slides", "whole-slide images: registry, metadata, QC, tiling")
 
     p = ssub.add_parser("add", help="register slide files (or folders) to patients")
     p.add_argument("paths", nargs="+")
@@ -67,13 +62,10 @@ def cmd_add(args) -> int:
     from pathomics_desktop.jobs.core import JobContext
     from pathomics_desktop.registry.slides import add_slides, load_slide_mapping
 
-    project, registry = _registry(args)
-    try:
+    with opened_registry(args) as (project, registry):
         mapping = load_slide_mapping(args.mapping) if args.mapping else None
         report = add_slides(registry, project, args.paths, mapping=mapping, pattern=args.pattern,
                             thumbnails=not args.no_thumbnails, ctx=JobContext(on_progress=_echo))
-    finally:
-        registry.dispose()
     if args.json:
         print(json.dumps(report.to_dict(), indent=2))
     else:
@@ -87,11 +79,8 @@ def cmd_add(args) -> int:
 def cmd_list(args) -> int:
     from pathomics_desktop.registry.slides import list_slides
 
-    _project, registry = _registry(args)
-    try:
+    with opened_registry(args) as (_project, registry):
         rows = list_slides(registry)
-    finally:
-        registry.dispose()
     if args.json:
         print(json.dumps(rows, indent=2))
     else:
@@ -113,11 +102,8 @@ def cmd_set_mpp(args) -> int:
             value = float(args.mpp)
         except ValueError:
             raise UserError(f"MPP {args.mpp!r} is not a number") from None
-    _project, registry = _registry(args)
-    try:
+    with opened_registry(args) as (_project, registry):
         slide = set_mpp_override(registry, args.slide, value, reason=args.reason)
-    finally:
-        registry.dispose()
     print(f"slide {slide.id}: MPP override {slide.mpp_override if slide.mpp_override else 'cleared'}")
     return 0
 
@@ -125,11 +111,8 @@ def cmd_set_mpp(args) -> int:
 def cmd_qc(args) -> int:
     from pathomics_desktop.registry.slides import set_slide_qc
 
-    _project, registry = _registry(args)
-    try:
+    with opened_registry(args) as (_project, registry):
         set_slide_qc(registry, args.slide, args.status, args.reason)
-    finally:
-        registry.dispose()
     print(f"slide {args.slide}: QC {args.status}")
     return 0
 
@@ -137,11 +120,8 @@ def cmd_qc(args) -> int:
 def cmd_roi(args) -> int:
     from pathomics_desktop.slides.jobs import import_roi
 
-    project, registry = _registry(args)
-    try:
+    with opened_registry(args) as (project, registry):
         target = import_roi(registry, project, args.slide, args.geojson)
-    finally:
-        registry.dispose()
     print(f"ROI stored as {target}")
     return 0
 
@@ -149,17 +129,14 @@ def cmd_roi(args) -> int:
 def cmd_tile(args) -> int:
     from pathomics_desktop.jobs.cli import run_in_foreground
 
-    project, registry = _registry(args)
-    params = {k: v for k, v in {"slide_ids": args.slide_ids, "tile_size": args.tile_size,
-                                "target_mpp": args.target_mpp, "tissue_threshold": args.tissue_threshold}.items()
-              if v is not None}
-    try:
+    with opened_registry(args) as (project, registry):
+        params = {k: v for k, v in {"slide_ids": args.slide_ids, "tile_size": args.tile_size,
+                                    "target_mpp": args.target_mpp, "tissue_threshold": args.tissue_threshold}.items()
+                  if v is not None}
         code = run_in_foreground(project, registry, "tiling", params)
         from pathomics_desktop.jobs.runner import list_jobs
 
         job = list_jobs(registry, limit=1)[0]
-    finally:
-        registry.dispose()
     if job.result:
         print(json.dumps(job.result["counts"]))
         for line in job.result["failures"]:

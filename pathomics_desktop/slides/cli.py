@@ -122,13 +122,9 @@ def _tile(args: argparse.Namespace) -> int:
 
 def register(subparsers) -> None:
     """Add ``slides info`` and ``tile`` to the ``pathomics`` command."""
-    slides = subparsers.choices.get("slides")  # the registry may have added `slides add` first
-    if slides is None:
-        slides = subparsers.add_parser("slides", help="whole-slide images: metadata, registry")
-        slides.set_defaults(func=lambda a: (slides.print_help(), 1)[1])
-    ssub = next((a for a in slides._actions if isinstance(a, argparse._SubParsersAction)), None)
-    if ssub is None:
-        ssub = slides.add_subparsers(dest="slides_command", metavar="SUBCOMMAND")
+    from pathomics_desktop.cli import command_group
+
+    ssub = command_group(subparsers, "slides", "whole-slide images: registry, metadata, QC, tiling")
     info = ssub.add_parser("info", help="print a slide's metadata (vendor, size, levels, MPP, objective)")
     info.add_argument("slide", nargs="+", help="slide file(s)")
     info.add_argument("--json", action="store_true", help="one JSON object per slide")

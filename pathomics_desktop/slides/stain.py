@@ -324,8 +324,6 @@ class ReinhardReference:
 
 
 def _lab_stats(x, white_level: float):
-    import torch
-
     lab = rgb_to_lab(x)
     tissue = (x < white_level).any(-1)  # (N, H, W)
     w = tissue.to(lab.dtype)[..., None]

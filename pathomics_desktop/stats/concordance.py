@@ -308,14 +308,19 @@ def harrell_c(time, event, marker, *, influence: bool = True) -> ConcordanceResu
     return res
 
 
-def _uno_case_weights(t, e, tau, train_time=None, train_event=None) -> np.ndarray:
+def censoring_reference(t, e, train_time=None, train_event=None):
+    """Kaplan-Meier of the censoring distribution (step times, values) and the largest
+    follow-up time, from the training data when given, else from the data themselves."""
     if train_time is None:
         g_t, g_v = censoring_survival(t, e)
-        t_max = t.max()
-    else:
-        tt, te = check_survival(train_time, train_event)
-        g_t, g_v = censoring_survival(tt, te)
-        t_max = tt.max()
+        return g_t, g_v, t.max()
+    tt, te = check_survival(train_time, train_event)
+    g_t, g_v = censoring_survival(tt, te)
+    return g_t, g_v, tt.max()
+
+
+def _uno_case_weights(t, e, tau, train_time=None, train_event=None) -> np.ndarray:
+    g_t, g_v, t_max = censoring_reference(t, e, train_time, train_event)
     use = e & (t < tau) if tau is not None else e.copy()
     g = _step_eval(g_t, g_v, t)
     if np.any(use & (t > t_max)):

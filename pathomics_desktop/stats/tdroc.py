@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from pathomics_desktop.errors import UserError
-from pathomics_desktop.stats.concordance import _step_eval, censoring_survival, check_survival
+from pathomics_desktop.stats.concordance import _step_eval, censoring_reference, check_survival
 
 __all__ = ["TimeDependentAUC", "cumulative_dynamic_auc", "roc_curve_at", "bootstrap_td_auc"]
 
@@ -43,13 +43,7 @@ class TimeDependentAUC:
 
 
 def _ipcw(t, e, train_time, train_event) -> np.ndarray:
-    if train_time is None:
-        g_t, g_v = censoring_survival(t, e)
-        t_max = t.max()
-    else:
-        tt, te = check_survival(train_time, train_event)
-        g_t, g_v = censoring_survival(tt, te)
-        t_max = tt.max()
+    g_t, g_v, t_max = censoring_reference(t, e, train_time, train_event)
     if np.any(e & (t > t_max)):
         raise UserError("test event times lie beyond the largest training time: the censoring survival is unknown there")
     g = _step_eval(g_t, g_v, t)
