@@ -24,6 +24,9 @@ def test_bench_reports_throughput_and_ratio_to_baseline(capsys):
         ("crossformer_s", "fp32"), ("crossformer_s", "end-to-end")]
     assert rows[0]["ratio_to_resnet18_fp32"] == 1.0
     assert all(r["images_per_s"] > 0 for r in rows)
+    # end-to-end reads real slide tiles and Macenko-normalises them; ratio to model-only
+    assert all(r["ratio_to_model_only"] > 0 for r in rows if r["mode"].startswith("end-to-end"))
+    assert "Macenko" in rows[1]["mode"]
 
 
 def test_bench_via_pathomics_command_and_errors(capsys):
