@@ -81,3 +81,46 @@ def wait_for_workers(owner: QObject, timeout_ms: int = 5000) -> None:
         worker.token.cancel()
         thread.quit()
         thread.wait(timeout_ms)
+
+
+class JobWorker(QObject):
+    """Runs a registry job (:func:`pathomics_desktop.jobs.runner.run_job`) in a QThread.
+
+    ``progress`` carries (fraction, message); ``finished`` the final job row (status done,
+    failed or cancelled). :meth:`cancel` sets the job's token: the job stops at its next check
+    (within 2 seconds). The worker never touches widgets.
+    """
+
+    progress = Signal(float, str)
+    finished = Signal(object)
+    failed = Signal(str, str)
+
+    def __init__(self, project, job_id: int):
+        super().__init__()
+        from pathomics_desktop.jobs.core import CancelToken
+
+        self.project, self.job_id = project, job_id
+        self.token = CancelToken()
+
+    def cancel(self) -> None:
+        self.token.cancel()
+
+    @Slot()
+    def run(self) -> None:
+        from pathomics_desktop.jobs.runner import run_job
+        from pathomics_desktop.registry.service import open_project_registry
+
+        try:
+            registry = open_project_registry(self.project)
+            try:
+                def echo(fraction, message):
+                    if fraction is not None:
+                        self.progress.emit(float(fraction), str(message))
+
+                job = run_job(self.project, registry, self.job_id, echo=echo, token=self.token)
+            finally:
+                registry.dispose()
+        except Exception as exc:
+            self.failed.emit(str(exc), traceback.format_exc())
+            return
+        self.finished.emit(job)
