@@ -101,6 +101,7 @@ def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
 JobFunction = Callable[[Any, dict, JobContext], dict]
 _JOB_TYPES: dict[str, str | JobFunction] = {
     # type -> "module:function" (imported when the job runs) or a callable
+    "slides-add": "pathomics_desktop.registry.slides:add_slides_job",
     "tiling": "pathomics_desktop.slides.jobs:tiling_job",
     "training": "pathomics_desktop.learning.jobs:training_job",
     "inference": "pathomics_desktop.learning.jobs:inference_job",

@@ -262,3 +262,18 @@ def effective_mpp(slide: Slide) -> float | None:
     if slide.mpp_flag is None and slide.mpp_x is not None:
         return slide.mpp_x if slide.mpp_y is None else (slide.mpp_x + slide.mpp_y) / 2.0
     return None
+
+
+def add_slides_job(project, params: dict[str, Any], ctx) -> dict[str, Any]:
+    """Job ``slides-add``: :func:`add_slides` in the background (hashing large files takes
+    time); ``params``: ``paths``, optional ``mapping`` (CSV path) or ``pattern``."""
+    from pathomics_desktop.registry.service import open_project_registry
+
+    mapping = load_slide_mapping(params["mapping"]) if params.get("mapping") else None
+    registry = open_project_registry(project)
+    try:
+        report = add_slides(registry, project, params["paths"], mapping=mapping, pattern=params.get("pattern"),
+                            thumbnails=params.get("thumbnails", True), ctx=ctx)
+    finally:
+        registry.dispose()
+    return report.to_dict()

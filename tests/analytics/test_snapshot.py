@@ -91,3 +91,16 @@ def test_parquet_outputs_are_joined_in_place(filled, tmp_path):
             query.attach("bad", scores, on="age")
     finally:
         query.close()
+
+
+def test_analyze_reads_the_registry_snapshot(filled, capsys):
+    import json
+
+    from pathomics_desktop.cli import main
+
+    code = main(["analyze", "km", "registry:", "--time", "os_months", "--event", "os_event", "--group", "center",
+                 "--at", "12,24", "--json", "--project", str(filled.root)])
+    assert code == 0
+    out = json.loads(capsys.readouterr().out)
+    assert {g["group"] for g in out["groups"]} == {"A", "B"} and sum(g["n"] for g in out["groups"]) == 12
+    assert set(out["logrank"]) == {"chisq", "df", "p"}

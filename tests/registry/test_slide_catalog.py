@@ -98,3 +98,11 @@ def test_slide_qc_feeds_insufficient_tissue(project, registry, tmp_path, slide_f
     with registry.session() as s:
         flow = patient_flow(s).to_dict()
     assert flow["total"]["excluded"]["insufficient tissue"] == 1 and flow["total"]["included"] == 1
+
+
+def test_registration_runs_as_a_background_job(project, registry, tmp_path, slide_files):
+    from pathomics_desktop.jobs.runner import run_job, submit
+
+    import_file(registry, write_csv(tmp_path / "p.csv", [patient("P1")]))
+    job = run_job(project, registry, submit(registry, "slides-add", {"paths": [str(slide_files / "P1.svs")]}))
+    assert job.status == "done" and job.result["counts"]["added"] == 1 and job.progress == 1.0
