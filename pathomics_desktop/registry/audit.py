@@ -83,6 +83,37 @@ def _snapshot(obj: Any, *, committed: bool = False) -> dict[str, str | None]:
     return out
 
 
+def insert_event(table_name: str, record_id: Any, patient_id: int | None, values: dict[str, Any], *,
+                 user: str, reason: str | None, at: dt.datetime) -> dict[str, Any]:
+    """The audit row of an inserted record: all its values (formatted) as JSON."""
+    snapshot = {k: format_value(v) for k, v in values.items() if k not in SKIPPED_FIELDS}
+    return dict(at=at, user=user, action="insert", table_name=table_name, record_id=str(record_id),
+                patient_id=patient_id, field=None, old_value=None,
+                new_value=json.dumps(snapshot, sort_keys=True), reason=reason)
+
+
+def write_bulk_inserts(session: Session, table, params: list[dict[str, Any]], *,
+                       patient_key: str = "patient_id") -> list[dict[str, Any]]:
+    """INSERT many rows of an audited table in one statement (RETURNING every column) and
+    write their audit rows, exactly as the session hook would for ORM inserts. Returns the
+    inserted rows (with ids and defaults)."""
+    if not params:
+        return []
+    keys = list(dict.fromkeys(k for p in params for k in p))  # one statement: same keys in every row
+    params = [{k: p.get(k) for k in keys} for p in params]
+    result = session.execute(insert(table).returning(*table.c, sort_by_parameter_order=True), params)
+    inserted = [dict(row._mapping) for row in result]
+    user = session.info.get("user") or current_user()
+    reason = session.info.get("audit_context") or session.info.get("reason")
+    now = utcnow()
+    pk = [c.name for c in table.primary_key.columns]
+    events = [insert_event(table.name, "/".join(str(r[c]) for c in pk),
+                           r["id"] if table.name == "patients" else r.get(patient_key),
+                           r, user=user, reason=reason, at=now) for r in inserted]
+    session.execute(insert(AuditEvent), events)
+    return inserted
+
+
 def _patient_locked(session: Session, patient_id: int | None, cache: dict[int, bool]) -> bool:
     """Was the patient locked before this transaction's pending changes?"""
     if patient_id is None:
@@ -135,10 +166,8 @@ def _write_audit(session: Session, flush_context) -> None:
     rows: list[dict[str, Any]] = []
     for obj in session.new:
         if isinstance(obj, Audited):
-            rows.append(dict(at=now, user=user, action="insert", table_name=obj.__tablename__,
-                             record_id=_record_id(obj), patient_id=_record_patient_id(obj),
-                             field=None, old_value=None,
-                             new_value=json.dumps(_snapshot(obj), sort_keys=True), reason=reason))
+            rows.append(insert_event(obj.__tablename__, _record_id(obj), _record_patient_id(obj),
+                                     _snapshot(obj), user=user, reason=reason, at=now))
     for obj in session.dirty:
         if not isinstance(obj, Audited) or not session.is_modified(obj, include_collections=False):
             continue

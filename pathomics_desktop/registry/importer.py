@@ -426,6 +426,7 @@ def _write_patients(session, rows: list[_Row], report: ImportReport, book: Codeb
         existing.update({p.study_id: p for p in session.scalars(query)})
     centers = CenterCache(session, development_center)
     custom = CustomVariableCache(session)
+    fresh: list[_Row] = []
     for row in rows:
         values = row.values
         patient = existing.get(values["study_id"])
@@ -433,16 +434,8 @@ def _write_patients(session, rows: list[_Row], report: ImportReport, book: Codeb
             if values.get("center") is None:
                 report.error(row.number, "center", None,
                              f"patient {values['study_id']} is new: a center is needed")
-                continue
-            patient = Patient(study_id=values["study_id"], synthetic=synthetic)
-            patient.labs, patient.followups, patient.values = [], [], []
-            changed = 0
-            for name, value in values.items():
-                if name == "study_id":
-                    continue
-                changed += set_value(session, patient, book[name], value, centers=centers, custom=custom)
-            session.add(patient)
-            report.created += 1
+            else:
+                fresh.append(row)
             continue
         changes = [name for name, value in values.items()
                    if name != "study_id" and get_value(patient, book[name]) != value]
@@ -461,12 +454,48 @@ def _write_patients(session, rows: list[_Row], report: ImportReport, book: Codeb
     if report.errors:
         return
     session.flush()
+    _insert_new_patients(session, fresh, book, centers, custom, synthetic)
+    report.created += len(fresh)
     # follow-up consistency against what is now stored (other visits included)
     for row in rows:
         patient = existing.get(row.values["study_id"])
         if patient is None:
             continue
         _check_stored_followup(patient, row.number, report)
+
+
+def _insert_new_patients(session, rows: list[_Row], book: Codebook, centers: CenterCache,
+                         custom: CustomVariableCache, synthetic: bool) -> None:
+    """Insert new patients table by table in bulk (one statement per table, audited by
+    :func:`~pathomics_desktop.registry.audit.write_bulk_inserts`)."""
+    from pathomics_desktop.registry.audit import write_bulk_inserts
+    from pathomics_desktop.registry.models import (
+        Comorbidity, FollowUpVisit, LabResult, Pathology, PatientIdentifier, Surgery, Treatment, VariableValue)
+    from pathomics_desktop.registry.records import new_patient_rows
+
+    if not rows:
+        return
+    laid_out = [new_patient_rows(row.values, book) for row in rows]
+    for layout in laid_out:
+        centers.get(layout["patients"].pop("center"))
+    session.flush()  # new centers get their ids
+    patient_params = [{**layout["patients"], "study_id": row.values["study_id"], "synthetic": synthetic,
+                       "center_id": centers.by_code[row.values["center"]].id}
+                      for layout, row in zip(laid_out, rows)]
+    inserted = write_bulk_inserts(session, Patient.__table__, patient_params)
+    ids = [r["id"] for r in inserted]
+    tables = {"surgeries": Surgery, "pathology": Pathology, "comorbidities": Comorbidity,
+              "treatments": Treatment, "identifiers": PatientIdentifier}
+    for key, model in tables.items():
+        params = [{"patient_id": pid, **layout[key]} for pid, layout in zip(ids, laid_out) if layout[key]]
+        write_bulk_inserts(session, model.__table__, params)
+    write_bulk_inserts(session, LabResult.__table__,
+                       [{"patient_id": pid, **lab} for pid, layout in zip(ids, laid_out) for lab in layout["lab_results"]])
+    write_bulk_inserts(session, FollowUpVisit.__table__,
+                       [{"patient_id": pid, **v} for pid, layout in zip(ids, laid_out) for v in layout["followup_visits"]])
+    write_bulk_inserts(session, VariableValue.__table__,
+                       [{"patient_id": pid, "variable_id": custom.by_name[name].id, "value": text}
+                        for pid, layout in zip(ids, laid_out) for name, text in layout["custom"].items()])
 
 
 def _check_stored_followup(patient: Patient, row_number: int, report: ImportReport) -> None:

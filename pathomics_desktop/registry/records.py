@@ -178,3 +178,40 @@ def patient_values(patient: Patient, book: Codebook, *, include_identifiers: boo
     """All codebook values of a patient, by variable name."""
     return {var.name: get_value(patient, var) for var in book
             if include_identifiers or not var.identifier}
+
+
+def new_patient_rows(values: dict[str, Any], book: Codebook) -> dict[str, Any]:
+    """A new patient's validated values laid out per table (the bulk-insert counterpart of
+    :func:`set_value`: the same storage rules, for rows that do not exist yet).
+
+    Returns ``{"patients": {...}, "surgeries": {...}|None, ..., "lab_results": [...],
+    "followup_visits": [...], "custom": {name: text}}``; ``center`` is left as a code.
+    """
+    out: dict[str, Any] = {"patients": {}, "lab_results": [], "followup_visits": [], "custom": {}}
+    for name in ONE_TO_ONE:
+        out[name] = {}
+    lab: dict[str, Any] = {}
+    visit: dict[str, Any] = {}
+    for name, value in values.items():
+        var = book[name]
+        table, _, column = var.storage.partition(".")
+        if value is None:
+            continue
+        if var.is_custom:
+            out["custom"][name] = var.format(value)
+        elif table == "patients":
+            out["patients"][column] = value
+        elif table in ONE_TO_ONE:
+            out[table][column] = value
+        elif table == "labs":
+            _test, attr, _unit = LAB_FIELDS[column]
+            lab[attr] = value
+        elif table == "followup":
+            visit[column] = value
+    if lab:
+        out["lab_results"].append({"test": "ca19_9", "unit": "U/mL", "preoperative": True, "value": None,
+                                   "measured_on": None, **lab})
+    if visit:
+        out["followup_visits"].append({"source": SUMMARY_SOURCE, "vital_status": None, "recurrence": None,
+                                       "recurrence_date": None, "death_date": None, **visit})
+    return out

@@ -78,3 +78,28 @@ def test_audit_cli(project, registry, tmp_path, capsys):
     assert rows[-1]["user"] == "bob" and rows[-1]["reason"] == "chart" and rows[-1]["at"].endswith("Z")
     assert main(["audit", "P1", "--project", str(project.root)]) == 0
     assert "pathology" in capsys.readouterr().out
+
+
+def test_bulk_and_orm_inserts_write_the_same_audit_record(registry, tmp_path):
+    """A patient created by the bulk import and one created through the ORM session carry
+    audit insert rows with the same fields."""
+    from pathomics_desktop.registry.models import Center, Patient, Surgery
+
+    import_file(registry, write_csv(tmp_path / "p.csv", [patient("BULK1")]))
+    with registry.session(reason="orm") as s:
+        center = s.scalars(select(Center).where(Center.code == "A")).one()
+        p = Patient(study_id="ORM1", center=center, sex="male", age=64)
+        p.surgery = Surgery(surgery_date=None, surgery_type="PD")
+        s.add(p)
+    with registry.session() as s:
+        rows = s.scalars(select(AuditEvent).where(AuditEvent.action == "insert",
+                                                  AuditEvent.table_name.in_(("patients", "surgeries")))).all()
+    by = {}
+    for e in rows:
+        by.setdefault(e.table_name, []).append(json.loads(e.new_value))
+    for table in ("patients", "surgeries"):
+        bulk, orm = by[table]
+        assert set(bulk) == set(orm)
+    bulk_p = next(r for r in by["patients"] if r["study_id"] == "BULK1")
+    assert bulk_p["sex"] == "male" and bulk_p["age"] == "64" and bulk_p["locked"] == "false"
+    assert all(e.patient_id is not None for e in rows)

@@ -67,19 +67,30 @@ def test_malformed_spreadsheets_never_commit_partially(seeded_registry, tmp_path
         assert ids <= set(after[1])
 
 
-def test_a_crash_half_way_leaves_nothing_written(seeded_registry, tmp_path, monkeypatch):
-    rows = [patient(f"C{i}") for i in range(10)] + [patient("E1", age="77")]
+@pytest.mark.parametrize("where", ["update", "bulk-insert"])
+def test_a_crash_half_way_leaves_nothing_written(seeded_registry, tmp_path, monkeypatch, where):
+    from pathomics_desktop.registry import audit
+
+    rows = [patient(f"C{i}") for i in range(10)] + [patient("E1", age="77", t_stage="T3")]
     calls = {"n": 0}
-    original = records.set_value
+    if where == "update":
+        original = records.set_value
+        target = "pathomics_desktop.registry.importer.set_value"
+        fail_at = 2
+    else:  # after the patients table and two child tables were written
+        original = audit.write_bulk_inserts
+        target = "pathomics_desktop.registry.audit.write_bulk_inserts"
+        fail_at = 3
 
     def flaky(*args, **kwargs):
         calls["n"] += 1
-        if calls["n"] == 150:
+        if calls["n"] == fail_at:
             raise RuntimeError("disk on fire")
         return original(*args, **kwargs)
 
-    monkeypatch.setattr("pathomics_desktop.registry.importer.set_value", flaky)
+    monkeypatch.setattr(target, flaky)
     before = _snapshot(seeded_registry)
     with pytest.raises(RuntimeError, match="disk on fire"):
         import_file(seeded_registry, write_csv(tmp_path / "crash.csv", rows))
+    assert calls["n"] == fail_at
     assert _snapshot(seeded_registry) == before
