@@ -110,7 +110,7 @@ def write_bulk_inserts(session: Session, table, params: list[dict[str, Any]], *,
     events = [insert_event(table.name, "/".join(str(r[c]) for c in pk),
                            r["id"] if table.name == "patients" else r.get(patient_key),
                            r, user=user, reason=reason, at=now) for r in inserted]
-    session.execute(insert(AuditEvent), events)
+    session.execute(insert(AuditEvent.__table__), events)
     return inserted
 
 
@@ -190,7 +190,7 @@ def _write_audit(session: Session, flush_context) -> None:
                              field=None, old_value=json.dumps(_snapshot(obj, committed=True), sort_keys=True),
                              new_value=None, reason=reason))
     if rows:
-        session.connection().execute(insert(AuditEvent), rows)
+        session.connection().execute(insert(AuditEvent.__table__), rows)
 
 
 def history(session: Session, *, patient_id: int | None = None, table: str | None = None,

@@ -242,6 +242,8 @@ def test_degenerate_cases_raise_user_errors_naming_the_step():
         fit_signature(features, cohort.assign(os_event=0), SignatureSettings(xtile_perm=0))
     with pytest.raises(UserError, match=r"step 1 \(correlation filter\): every feature is constant"):
         fit_signature(features.assign(f1=0.5), cohort, SignatureSettings(xtile_perm=0))
+    with pytest.raises(UserError, match=r"step 3 \(LASSO-Cox\): --folds 100 is larger"):
+        fit_signature(features, cohort, SignatureSettings(folds=100, p_threshold=0.5, xtile_perm=0))
     with pytest.raises(UserError, match="endpoint must be 'os' or 'rfs'"):
         fit_signature(features, cohort, SignatureSettings(endpoint="dfs"))
     # a validation set where the frozen cut leaves one group: reported, never NaN
