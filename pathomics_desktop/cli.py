@@ -25,6 +25,7 @@ COMMAND_MODULES = (
     "pathomics_desktop.slides.cli",
     "pathomics_desktop.learning.cli",
     "pathomics_desktop.learning.project_cli",
+    "pathomics_desktop.signature.cli",
     "pathomics_desktop.jobs.cli",
 )
 

@@ -592,14 +592,19 @@ class CoxFit:
 
     def table(self) -> list[dict]:
         """Rows term, coef, se, hr, hr_lower, hr_upper, z, p (se robust when clustered)."""
-        rows = []
-        for name, b, s in zip(self.names, self.coef, self.se):
-            z = b / s
-            rows.append({"term": name, "coef": float(b), "se": float(s), "hr": float(np.exp(b)),
-                         "hr_lower": float(np.exp(b - Z975 * s)),
-                         "hr_upper": float(np.exp(b + Z975 * s)),
-                         "z": float(z), "p": float(2 * sps.norm.sf(abs(z)))})
-        return rows
+        return coefficient_table(self.names, self.coef, self.se)
+
+
+def coefficient_table(names: Sequence[str], coef: np.ndarray, se: np.ndarray) -> list[dict]:
+    """Rows term, coef, se, HR = exp(coef) with its Wald 95% CI exp(coef -/+ 1.96 se),
+    z = coef / se and the two-sided normal p."""
+    rows = []
+    for name, b, s in zip(names, coef, se):
+        z = b / s
+        rows.append({"term": name, "coef": float(b), "se": float(s), "hr": float(np.exp(b)),
+                     "hr_lower": float(np.exp(b - Z975 * s)), "hr_upper": float(np.exp(b + Z975 * s)),
+                     "z": float(z), "p": float(2 * sps.norm.sf(abs(z)))})
+    return rows
 
 
 def fit_cox_arrays(time: Sequence[float], event: Sequence, X: np.ndarray, *,

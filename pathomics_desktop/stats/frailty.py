@@ -25,11 +25,10 @@ from typing import Sequence
 
 import numpy as np
 from scipy import optimize
-from scipy import stats as sps
 
 from pathomics_desktop.errors import UserError
 from pathomics_desktop.stats.cox import (
-    Z975, CoxData, _singular_message, design_matrix, level_label, newton_raphson)
+    CoxData, coefficient_table, _singular_message, design_matrix, level_label, newton_raphson)
 from pathomics_desktop.stats.km import as_event_array, as_time_array, timefix
 
 
@@ -57,14 +56,7 @@ class FrailtyFit:
         return np.sqrt(np.diag(self.var))
 
     def table(self) -> list[dict]:
-        rows = []
-        for name, b, s in zip(self.names, self.coef, self.se):
-            z = b / s
-            rows.append({"term": name, "coef": float(b), "se": float(s), "hr": float(np.exp(b)),
-                         "hr_lower": float(np.exp(b - Z975 * s)),
-                         "hr_upper": float(np.exp(b + Z975 * s)), "z": float(z),
-                         "p": float(2 * sps.norm.sf(abs(z)))})
-        return rows
+        return coefficient_table(self.names, self.coef, self.se)
 
 
 def fit_frailty_arrays(time: Sequence[float], event: Sequence, X: np.ndarray,
