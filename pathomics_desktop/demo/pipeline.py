@@ -10,9 +10,10 @@ second run skips what is done):
 4. survival by data set (Kaplan-Meier medians, log-rank) -> ``reports/survival_by_set.txt``;
 5. with slides: a synthetic slide + tumour ROI per patient, tiling (job), a small
    CrossFormer trained on the study's prognosis labels (job), inference on every tile (job),
-   the model comparison (``reports/model_comparison.txt``) and survival by the slide-level
-   risk (mean patch probability, cut at the training median) in each data set
-   (``reports/risk_groups.txt``), computed in DuckDB with the project's statistics.
+   the model comparison (``reports/model_comparison.txt``) and the pathomics signatures for
+   OS and RFS
+   (``reports/signature.txt``): the study's 206 slide features, correlation filter,
+   univariate Cox, LASSO-Cox and the X-tile cut, evaluated in every data set (a job).
 
 The demo keeps CPU time small: 1024-px slides, 128-px tiles at 0.5 um/px, a tiny CrossFormer
 on 64-px inputs. Real projects default to the study's 512-px tiles.
@@ -70,7 +71,7 @@ def run_headless_pipeline(root: Path, *, slides: bool = True, slide_size: int = 
         sections += ["", run_slide_pipeline(project, slide_size=slide_size)]
     sections += ["", f"Output: {reports}",
                  "  flow.txt / flow.json, cohort.parquet / cohort.csv, survival_by_set.txt"
-                 + (", model_comparison.txt, risk_groups.txt" if slides else ""),
+                 + (", model_comparison.txt, signature.txt" if slides else ""),
                  f"Open it in the desktop app with: .venv/bin/pathomics-desktop {project.root}"]
     return "\n".join(sections)
 
@@ -107,67 +108,31 @@ def run_slide_pipeline(project, *, slide_size: int = 1024) -> str:
     comparison = comparison_table(compare_runs(project, [DEMO_RUN]))
     reports = project.folder("reports")
     (reports / "model_comparison.txt").write_text(comparison + "\n", encoding="utf-8")
-    risk = risk_groups_by_set(project, DEMO_RUN)
-    (reports / "risk_groups.txt").write_text(risk + "\n", encoding="utf-8")
-    return "Patch model (tiny CrossFormer, synthetic slides):\n" + comparison + "\n\n" + risk
+    signatures = [signature_text(project, registry_endpoint) for registry_endpoint in ("os", "rfs")]
+    (reports / "signature.txt").write_text("\n\n".join(signatures) + "\n", encoding="utf-8")
+    return ("Patch model (tiny CrossFormer, synthetic slides):\n" + comparison + "\n\nPathomics signatures:\n"
+            + "\n\n".join(signatures))
 
 
-def risk_groups_by_set(project, run: str) -> str:
-    """Slide-level risk = mean patch P(poor) per patient; high risk above the training median.
-    Kaplan-Meier medians and the log-rank test per data set (DuckDB + project statistics)."""
-    import duckdb
-    import pandas as pd
-
-    from pathomics_desktop.analytics.snapshot import CohortQuery, Filter
-    from pathomics_desktop.stats.km import kaplan_meier, logrank_test
-
-    folder = project.root / "predictions" / run
-    slide_ids, study_ids = _slide_patients(project)
-    con = duckdb.connect()
-    con.register("slide_patient", pd.DataFrame({"slide_id": slide_ids, "study_id": study_ids}))
-    scores = con.execute(
-        "SELECT sp.study_id, avg(pr.prob) AS pathomics_prob FROM read_parquet(?) AS pr "
-        "JOIN slide_patient AS sp USING (slide_id) GROUP BY sp.study_id", [str(folder / "*.parquet")]).df()
-    con.close()
-    path = project.folder("features") / f"{run}_patient_scores.parquet"
-    scores.to_parquet(path, index=False)
-    query = CohortQuery.for_project(project)
-    try:
-        query.attach("scores", path)
-        train = query.frame([Filter("split", "=", "training"), Filter("pathomics_prob", "is not null")])
-        cut = float(train["pathomics_prob"].median())
-        lines = [f"Risk groups: mean patch P(poor prognosis) > {cut:.3f} (training median) = high risk",
-                 f"{'data set':<12}{'group':<7}{'n':>5}{'median OS':>11}{'median RFS':>12}"]
-        for split in ("training", "internal", "external"):
-            frame = query.frame([Filter("split", "=", split), Filter("pathomics_prob", "is not null")])
-            if frame.empty:
-                continue
-            frame["risk"] = (frame["pathomics_prob"] > cut).map({True: "high", False: "low"})
-            for group, g in frame.groupby("risk"):
-                os_median = kaplan_meier(g.os_months, g.os_event).median()[0]
-                rfs_median = kaplan_meier(g.rfs_months, g.rfs_event).median()[0]
-                lines.append(f"{split:<12}{group:<7}{len(g):>5}{_fmt(os_median):>11}{_fmt(rfs_median):>12}")
-            if frame["risk"].nunique() == 2:
-                test = logrank_test(frame.os_months, frame.os_event, frame.risk)
-                lines.append(f"{split:<12}log-rank OS high vs low: chi-square {test.chisq:.2f}, p = {test.p:.3g}")
-    finally:
-        query.close()
-    return "\n".join(lines)
-
-
-def _slide_patients(project) -> tuple[list[int], list[str]]:
-    from sqlalchemy import select
-
-    from pathomics_desktop.registry.models import Patient, Slide
+def signature_text(project, endpoint: str) -> str:
+    """Fit (job) the demo's pathomics signature for an endpoint and format its summary."""
+    from pathomics_desktop.jobs.runner import run_job, submit
     from pathomics_desktop.registry.service import open_project_registry
+    from pathomics_desktop.signature.cli import format_summary
+    from pathomics_desktop.signature.fit import load_signature
+    from pathomics_desktop.signature.jobs import summary
 
+    name = f"demo_{endpoint}"
     registry = open_project_registry(project)
     try:
-        with registry.session() as session:
-            rows = session.execute(select(Slide.id, Patient.study_id).join(Patient)).all()
+        print(f"  signature ({endpoint.upper()})", file=sys.stderr)
+        job = run_job(project, registry, submit(registry, "signature", {"run": DEMO_RUN, "endpoint": endpoint,
+                                                                        "name": name, "seed": 7}, user="demo"), echo=_echo)
     finally:
         registry.dispose()
-    return [r[0] for r in rows], [r[1] for r in rows]
+    if job.status != "done":
+        return f"signature ({endpoint.upper()}) not fitted: {(job.error or job.status).splitlines()[0]}"
+    return format_summary(summary(load_signature(project, name)))
 
 
 def _fmt(value) -> str:
