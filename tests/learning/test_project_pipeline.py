@@ -30,6 +30,23 @@ def tiled_project(tmp_path_factory):
     return Project.load(root)
 
 
+def test_tiling_job_feeds_qc_and_stain_vectors_back_to_the_registry(tiled_project):
+    from sqlalchemy import select
+
+    from pathomics_desktop.registry.models import Slide
+
+    reg = open_project_registry(tiled_project)
+    try:
+        with reg.session() as s:
+            slides = s.scalars(select(Slide)).all()
+            assert slides and all(sl.qc_status == "ok" for sl in slides)
+            vectors = [sl.stain_vectors for sl in slides]
+    finally:
+        reg.dispose()
+    assert all(v and len(v["he"]) in (2, 3) for v in vectors), vectors[0]
+    assert all((tiled_project.root / "tiles" / f"{sl.id}.parquet").exists() for sl in slides)
+
+
 def test_prognosis_labels_follow_the_study():
     assert prognosis_label(8.0, 1) == 1 and prognosis_label(12.0, 1) == 1
     assert prognosis_label(40.0, 0) == 0 and prognosis_label(40.0, 1) == 0
