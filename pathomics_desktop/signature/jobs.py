@@ -21,24 +21,16 @@ def registry_slide_patients(project) -> dict[str, str]:
     return {str(s.slide_id): s.study_id for s in project_slides(project)}
 
 
-def _int_param(params: Mapping[str, Any], key: str, default: int) -> int:
+def _number_param(params: Mapping[str, Any], key: str, default, kind: type = float):
+    """``params[key]`` as ``kind`` (int or float), or ``default`` when absent."""
     value = params.get(key)
     if value is None:
         return default
     try:
-        return int(value)
+        return kind(value)
     except (TypeError, ValueError):
-        raise UserError(f"parameter {key!r} must be an integer, got {value!r}") from None
-
-
-def _float_param(params: Mapping[str, Any], key: str, default: float) -> float:
-    value = params.get(key)
-    if value is None:
-        return default
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        raise UserError(f"parameter {key!r} must be a number, got {value!r}") from None
+        noun = "an integer" if kind is int else "a number"
+        raise UserError(f"parameter {key!r} must be {noun}, got {value!r}") from None
 
 
 def signature_job(project, params: dict[str, Any], ctx) -> dict[str, Any]:
@@ -61,14 +53,14 @@ def signature_job(project, params: dict[str, Any], ctx) -> dict[str, Any]:
         raise UserError(f"model run name {run!r}: use letters, digits, '.', '_' and '-'")
     settings = SignatureSettings(
         endpoint=str(params.get("endpoint") or "os").lower(),
-        folds=_int_param(params, "folds", 10),
-        seed=_int_param(params, "seed", 0),
+        folds=_number_param(params, "folds", 10, int),
+        seed=_number_param(params, "seed", 0, int),
         rule=str(params.get("rule") or "min"),
         corr_method=str(params.get("corr_method") or "pearson"),
-        corr_threshold=_float_param(params, "corr_threshold", 0.9),
-        p_threshold=_float_param(params, "p_threshold", 0.05),
-        xtile_minprop=_float_param(params, "xtile_minprop", 0.1),
-        xtile_perm=_int_param(params, "xtile_perm", 1000),
+        corr_threshold=_number_param(params, "corr_threshold", 0.9),
+        p_threshold=_number_param(params, "p_threshold", 0.05),
+        xtile_minprop=_number_param(params, "xtile_minprop", 0.1),
+        xtile_perm=_number_param(params, "xtile_perm", 1000, int),
     )
     settings.check()
     name = check_name(str(params.get("name") or f"{run}_{settings.endpoint}"))

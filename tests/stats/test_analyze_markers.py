@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -12,19 +11,13 @@ import pytest
 from pathomics_desktop.cli import main
 from pathomics_desktop.stats.concordance import harrell_c
 from pathomics_desktop.stats.meta import meta_analysis
+from tests.stats.cli_helpers import run_json
 
 DATA = Path(__file__).parent / "data"
 LUNG = str(DATA / "lung.csv")
 SURV = ["--time", "time", "--event", "status", "--event-value", "2"]
 
 
-def run_json(capsys, *argv):
-    code = main(["analyze", *argv, "--json"])
-    out = capsys.readouterr().out
-    assert code == 0, out
-    text = out.strip()
-    assert "NaN" not in text and "Infinity" not in text
-    return json.loads(text)
 
 
 def test_cindex(capsys):

@@ -17,19 +17,13 @@ import pytest
 from pathomics_desktop.cli import main
 from pathomics_desktop.errors import UserError
 from pathomics_desktop.stats.data import clean_json, load_analysis_table
+from tests.stats.cli_helpers import run_json
 
 HERE = Path(__file__).parent
 LUNG = str(HERE / "data" / "lung.csv")
 REF = json.loads((HERE / "reference" / "km_cox.json").read_text())
 
 
-def run_json(capsys, *argv) -> dict:
-    code = main(["analyze", *argv, "--json"])
-    out = capsys.readouterr().out
-    assert code == 0, out
-    text = out.strip()
-    assert "NaN" not in text and "Infinity" not in text
-    return json.loads(text)
 
 
 def test_km_json_keys_and_values(capsys):
