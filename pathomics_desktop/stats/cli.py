@@ -16,8 +16,9 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     """DATA, --project and --json, shared by every analyze sub-command."""
     parser.add_argument("data", metavar="DATA",
                         help="table file (.csv, .tsv, .xlsx, .parquet) or 'registry:'")
-    parser.add_argument("--project", metavar="DIR", default=None,
-                        help="project folder (needed for 'registry:')")
+    parser.add_argument("--project", metavar="DIR", default=argparse.SUPPRESS,
+                        help="project folder for 'registry:' (default: $PATHOMICS_PROJECT or the "
+                             "current directory)")
     parser.add_argument("--json", action="store_true", help="print plain JSON")
 
 

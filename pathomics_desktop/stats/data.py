@@ -41,15 +41,16 @@ def _read_file(path: str):
                     ".xlsx or .parquet")
 
 
-def _read_registry(project_dir: str | None):
+def _read_registry(project_dir: str | None, *, everyone: bool = False):
+    """The project's cohort snapshot: the included patients (the analysis cohort of the
+    flow), or every enrolled patient with ``everyone``."""
     try:
         from pathomics_desktop.analytics.snapshot import cohort_frame
     except ImportError as exc:
         raise UserError("the registry cohort snapshot is not available in this installation "
                         f"({exc}); export the cohort to a CSV file instead") from exc
-    if not project_dir:
-        raise UserError("'registry:' needs a project folder (--project DIR)")
-    return cohort_frame(project_dir)
+    frame = cohort_frame(project_dir)
+    return frame if everyone else frame[frame["included"]].reset_index(drop=True)
 
 
 def _event_to_01(series, column: str, source: str, event_value: str | None):
@@ -85,7 +86,8 @@ def load_analysis_table(data: str, columns: Sequence[str], *, event_columns: Seq
     """Return (frame with only ``columns`` and complete rows, number of rows dropped).
 
     ``data`` is a file path (.csv/.tsv/.xlsx/.parquet) or ``registry:`` (the project's
-    cohort snapshot from ``pathomics_desktop.analytics.snapshot.cohort_frame``). Event
+    cohort snapshot from ``pathomics_desktop.analytics.snapshot.cohort_frame``: the included
+    patients; ``registry:all`` for every enrolled patient). Event
     columns become 0/1: either they hold 0/1 already, or ``event_value`` names the event
     code (event = value written as text == event_value). ``time_columns`` must be numeric
     and >= 0. ``required`` (default: all columns) are the columns whose missing values drop
@@ -95,7 +97,9 @@ def load_analysis_table(data: str, columns: Sequence[str], *, event_columns: Seq
     import pandas as pd
 
     if data.startswith(REGISTRY_PREFIX):
-        frame = _read_registry(project_dir or data[len(REGISTRY_PREFIX):] or None)
+        rest = data[len(REGISTRY_PREFIX):]
+        everyone = rest == "all"
+        frame = _read_registry(project_dir or (None if everyone else rest) or None, everyone=everyone)
         source = "registry cohort snapshot"
     else:
         frame = _read_file(data)

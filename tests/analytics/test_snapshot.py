@@ -104,3 +104,18 @@ def test_analyze_reads_the_registry_snapshot(filled, capsys):
     out = json.loads(capsys.readouterr().out)
     assert {g["group"] for g in out["groups"]} == {"A", "B"} and sum(g["n"] for g in out["groups"]) == 12
     assert set(out["logrank"]) == {"chisq", "df", "p"}
+
+
+def test_registry_data_is_the_included_cohort_unless_all(filled, registry, capsys):
+    import json
+
+    from pathomics_desktop.cli import main
+    from pathomics_desktop.registry.service import edit_value
+
+    edit_value(registry, "P1", "neoadjuvant_therapy", "yes")  # now excluded
+    counts = {}
+    for data in ("registry:", "registry:all"):
+        assert main(["analyze", "km", data, "--time", "os_months", "--event", "os_event", "--json",
+                     "--project", str(filled.root)]) == 0
+        counts[data] = json.loads(capsys.readouterr().out)["groups"][0]["n"]
+    assert counts == {"registry:": 11, "registry:all": 12}
