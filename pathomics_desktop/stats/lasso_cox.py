@@ -1,50 +1,74 @@
-"""LASSO-penalised Cox regression with glmnet's objective, lambda path and cross-validation.
+"""LASSO-penalised Cox regression that reproduces R glmnet (4.1-6) with its defaults: objective,
+risk sets for tied times, lambda path, coordinate descent and ``cv.glmnet`` deviance.
 
-Objective (R ``glmnet(x, Surv(t, e), family = "cox")`` with ``alpha = 1``), with observation
-weights ``q_i`` normalised to sum to one and Breslow handling of tied event times::
+Objective (``glmnet(x, Surv(t, e), family = "cox")``, ``alpha = 1``), with observation weights
+``q_i`` normalised to sum to one and Breslow handling of tied event times::
 
     minimise  -l(beta) + lambda * sum_j |beta_j|
-    l(beta) = sum_i q_i e_i eta_i - sum_k d_k log( sum_{j: t_j >= tau_k} q_j exp(eta_j) )
+    l(beta) = sum_i q_i e_i eta_i - sum_k d_k log( sum_{j in R_k} q_j exp(eta_j) )
 
-where ``eta = X beta``, ``tau_k`` are the distinct event times and ``d_k`` the summed weights of
-the events at ``tau_k`` (with unit weights this is the partial log-likelihood divided by n, up to
-a constant). Columns of X are standardised with the weighted (1/n) standard deviation unless
-``standardize=False``; coefficients are reported on the input scale.
+``eta = X beta``, ``R_k`` the risk set of the k-th distinct event time ``tau_k``, ``d_k`` the summed
+weights of the events at ``tau_k``. Columns of X are centred and scaled by their weighted (1/n)
+standard deviation unless ``standardize=False``; coefficients are reported on the input scale.
 
-Solver: proximal Newton on a working set (strong rule of Tibshirani et al. 2012 plus the current
-non-zeros, re-checked by the KKT conditions ``|x_j' r| <= lambda`` for every excluded j). Each
-step uses the exact Breslow Hessian on the working set,
-``H = X' diag(q e^eta B) X - sum_k d_k / S_k^2 S1_k S1_k'`` (``B_i = sum_{k: tau_k <= t_i} d_k / S_k``,
-``S_k``/``S1_k`` the weighted risk-set sums of ``e^eta`` and ``e^eta x``), solves the L1-penalised
-quadratic by coordinate descent finished by an exact solve on the sign pattern, and backtracks
-on the penalised objective. glmnet uses a diagonal Hessian instead; both converge to the same
-unique minimiser, which is computed here to KKT residuals ~1e-15.
+What glmnet computes (read from its Fortran ``coxnet``, used for right-censored ``Surv`` without
+strata, and checked against R on survival::lung and pbc in days, rows in given and reversed order):
 
-Lambda path (as glmnet): ``lambda_max = max_j |x_j' r(0)|``, ``nlambda = 100`` values
-geometrically down to ``lambda_max * lambda_min_ratio`` (0.01 when n < p else 1e-4), warm
-starts; the path stops early like glmnet when, after the 5th lambda, the deviance ratio gains
-less than 1e-3 (relative) over the last 4 steps or exceeds 0.99.
+* Risk sets (``ties="glmnet"``, the default). glmnet adds ``100 * .Machine$double.eps`` (2.2e-14,
+  absolute) to censored times, sorts the rows with its quicksort ``psort7`` and cuts the sorted
+  rows into groups: a group starts at an event whose time exceeds the previous group's event
+  time; ``R_k`` is every row in groups ``>= k``; rows before the first event are dropped. Below
+  256 the shift puts a censored time tied with an event time after the events, so the subject
+  stays at risk (the usual convention). From 256 up the shift rounds away (half an ulp of 256 is
+  2.8e-14), the tie stays, and ``psort7`` (not a stable sort) decides: a censored subject that it
+  places before the first event of its time falls in the previous group and is *not* at risk at
+  its own time (except at the first event time, where all tied rows are kept). This is not
+  instability: ``psort7`` is a deterministic function of the times in row order, so glmnet's fit
+  is reproducible for a given row order, but it changes with the row order: reversing the rows
+  of lung (4 censored ties >= 256) moves glmnet's default coefficients by up to 13% and of pbc
+  (3 such ties) by up to 8% (``tests/stats/reference/markers_glmnet_days.json``). We port
+  ``psort7`` and ``groups`` exactly and agree with glmnet to ~1e-12 in both row orders.
+  ``ties="breslow"`` instead keeps every censored subject with ``t_i >= tau_k`` in ``R_k``: the
+  textbook Breslow likelihood, independent of row order (identical to glmnet when no censored
+  time >= 256 equals an event time, e.g. times in years).
+* Solver (``thresh``, ``maxit``). glmnet stops its coordinate descent when no coefficient moves by
+  ``v_j delta_j^2 >= thresh * D0`` (``D0`` the null deviance / 2n, default ``thresh = 1e-7``); its
+  default fits therefore differ from the exact minimiser by up to ~2% relative on lung/pbc. We
+  run the same algorithm: per lambda the strong set ``|x_j' r| > 2 lambda - lambda_prev``,
+  cyclic coordinate descent on the quadratic approximation with glmnet's diagonal weights
+  ``w_i = e_i (B_i - e_i C_i)`` and residuals ``r_i = q_i e_i - e_i B_i`` (``B_i = sum_{k: i in R_k}
+  d_k / S_k``, ``C_i = sum d_k / S_k^2``), sweeps of the strong set then of the active set, a
+  recomputation of ``w, r`` after convergence, the KKT check ``|x_j' r| <= lambda`` of excluded
+  features, and glmnet's single-precision constants (``lambda`` ratio ``eps ** float32(1/(nlambda-1))``,
+  ``devmax = 0.999f * 0.99f / 0.999f``). ``thresh=None`` computes the exact minimiser instead
+  (proximal Newton with the exact Breslow Hessian on a working set, KKT residuals ~1e-15).
+* Lambda path: ``lambda_max = max_j |x_j' r(0)|``, ``nlambda = 100`` values geometrically down to
+  ``lambda_max * lambda_min_ratio`` (0.01 when n < p else 1e-4) with warm starts; the first
+  reported lambda is glmnet's ``fix.lam`` extrapolation; the path stops early when, from the 5th
+  lambda on, the deviance ratio gains less than 1e-3 (relative) over 4 steps or exceeds 0.99.
+* Cross-validation (``cv.glmnet(..., type.measure = "deviance", grouped = TRUE)``): each fold fit
+  computes its own path; its coefficients are linearly interpolated at the full-data lambdas;
+  the fold contributes ``(D_full(beta_k) - D_train(beta_k)) / (events in fold)`` with ``D = 2
+  (l_saturated - l)`` the unweighted Breslow deviance (Verweij & van Houwelingen 1993) on the
+  same kind of risk sets (glmnet's sort of the full and of the training rows); ``cvm``/``cvsd``
+  are the event-weighted mean and standard error over folds, ``lambda.min`` minimises ``cvm`` and
+  ``lambda.1se`` is the largest lambda with ``cvm <= cvm(lambda.min) + cvsd(lambda.min)``.
 
-Cross-validation (``cv.glmnet(..., type.measure = "deviance", grouped = TRUE)``): each fold fit
-computes its own lambda path; its coefficients are linearly interpolated at the full-data
-lambdas; the fold's contribution is ``(D_full(beta_k) - D_train(beta_k)) / (events in fold)``
-with ``D = 2 (l_saturated - l)`` the unweighted Breslow deviance (Verweij & van Houwelingen
-1993); ``cvm`` and ``cvsd`` are the event-weighted mean and standard error over folds,
-``lambda.min`` minimises ``cvm`` and ``lambda.1se`` is the largest lambda with
-``cvm <= cvm(lambda.min) + cvsd(lambda.min)``.
-
-Ties: a subject censored at an event time stays in that risk set (the usual convention). glmnet
-means the same by adding ``100 * .Machine$double.eps`` to censored times, but that shift is lost
-for times above 256, where its risk sets then depend on an unstable sort; on data with such ties
-(e.g. survival::pbc in days) glmnet's coefficients differ from these by ~1e-4 relative, and
-agree to ~1e-6 once the times are small numbers (e.g. years instead of days).
+Measured agreement with glmnet 4.1-6 defaults (coefficients with |b| > 1e-6, relative): days
+(lung, pbc; both row orders) <= 1e-12, years (lung, pbc, veteran) <= 3e-13, 25 x 30 CoxExample
+~1e-10; cvm ~1e-14; lambda.min / lambda.1se identical. The previous implementation (exact
+minimiser, censored ties always at risk) differed from glmnet defaults by up to 20% (lung) and
+from glmnet with ``thresh = 1e-14`` by 5e-5 (lung, small entering coefficients) and 2e-2 (pbc,
+ties).
 
 References: Simon N, Friedman J, Hastie T, Tibshirani R (2011) J Stat Softw 39(5):1-13;
-Friedman J, Hastie T, Tibshirani R (2010) J Stat Softw 33(1):1-22.
+Friedman J, Hastie T, Tibshirani R (2010) J Stat Softw 33(1):1-22; Singleton RC (1969)
+Algorithm 347, Commun ACM 12(3):185-186.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -55,33 +79,205 @@ from pathomics_desktop.stats.concordance import check_survival
 __all__ = ["CoxPath", "LassoCoxCV", "lasso_cox_path", "lasso_cox_fit", "lasso_cox_cv", "cox_deviance", "make_folds"]
 
 _FDEV = 1e-5 * 100  # glmnet.control()$fdev as used by the Cox path (scaled by 100 in coxnet)
-_DEVMAX = 0.999 * 0.99 / 0.999
+# glmnet's Fortran writes these literals in single precision (``0.999``, ``0.99``, ``0.1``,
+# ``1.0/(nlam-1)``); the float32 values below are what its double-precision code then uses
+_F32 = np.float32
+_DEVMAX = float(_F32(0.999)) * float(_F32(0.99)) / float(_F32(0.999))
 _MNLAM = 5
-_BIG_ETA = np.log(np.finfo(float).max * 0.1)
+GLMNET_THRESH = 1e-7  # glmnet's default thresh
+GLMNET_MAXIT = 100_000  # glmnet's default maxit
+_BIG_ETA = float(np.log(np.finfo(float).max * float(_F32(0.1))))
+_BIG = 9.9e35  # glmnet's "big": the first lambda of an automatic path before fix.lam
+
+
+# ---------------------------------------------------------------------------------------------
+# glmnet's ordering of the survival times (Fortran ``psort7`` + ``groups``), reproduced exactly
+# ---------------------------------------------------------------------------------------------
+
+_GLMNET_CENSOR_SHIFT = 100 * np.finfo(float).eps  # glmnet: ty + (1 - status) * 100 * .Machine$double.eps
+
+
+def _glmnet_times(time: np.ndarray, event: np.ndarray) -> np.ndarray:
+    """The times glmnet sorts: censored times shifted up by ``100 * eps`` (absolute), evaluated
+    in glmnet's order ``ty + ((1 - status) * 100) * eps``; the shift is lost in rounding for
+    times >= 256 (half an ulp of 256 is 2.8e-14 > 2.2e-14)."""
+    return time + (1.0 - event.astype(float)) * _GLMNET_CENSOR_SHIFT
+
+
+def _psort7(v: np.ndarray) -> np.ndarray:
+    """0-based permutation sorting ``v`` increasingly, identical to glmnet's Fortran ``psort7``
+    (Singleton's quicksort, CACM algorithm 347, median of three with insertion sort for
+    segments of <= 11). It is not a stable sort: equal values come out in an order fixed by
+    the algorithm and the input order, which is what makes glmnet's risk sets depend on the
+    row order for censored times equal to event times (see the module docstring)."""
+    n = int(v.size)
+    vv = [0.0, *map(float, v)]  # 1-based like the Fortran
+    a = list(range(n + 1))
+    il = [0] * 40
+    iu = [0] * 40
+    ii, jj = 1, n
+    m, i, j = 1, ii, jj
+    k = l = t = tt = 0
+    vt = 0.0
+    label = 10
+    while True:
+        if label == 10:
+            label = 80 if i >= j else 20
+        elif label == 20:
+            k = i
+            ij = (j + i) // 2
+            t = a[ij]
+            vt = vv[t]
+            if vv[a[i]] > vt:
+                a[ij], a[i] = a[i], t
+                t = a[ij]
+                vt = vv[t]
+            l = j
+            if vv[a[j]] < vt:
+                a[ij], a[j] = a[j], t
+                t = a[ij]
+                vt = vv[t]
+                if vv[a[i]] > vt:
+                    a[ij], a[i] = a[i], t
+                    t = a[ij]
+                    vt = vv[t]
+            label = 50
+        elif label == 40:
+            a[l] = a[k]
+            a[k] = tt
+            label = 50
+        elif label == 50:
+            l -= 1
+            while vv[a[l]] > vt:
+                l -= 1
+            tt = a[l]
+            k += 1
+            while vv[a[k]] < vt:
+                k += 1
+            if k <= l:
+                label = 40
+            elif l - i <= j - k:
+                il[m], iu[m] = k, j
+                j = l
+                m += 1
+                label = 90
+            else:
+                il[m], iu[m] = i, l
+                i = k
+                m += 1
+                label = 90
+        elif label == 80:
+            m -= 1
+            if m == 0:
+                return np.asarray(a[1:], dtype=np.intp) - 1
+            i, j = il[m], iu[m]
+            label = 90
+        elif label == 90:
+            if j - i > 10:
+                label = 20
+            elif i == ii:
+                label = 10
+            else:
+                i -= 1
+                label = 100
+        elif label == 100:
+            i += 1
+            if i == j:
+                label = 80
+                continue
+            t = a[i + 1]
+            vt = vv[t]
+            if vv[a[i]] <= vt:
+                continue
+            k = i
+            a[k + 1] = a[k]
+            k -= 1
+            while vt < vv[a[k]]:
+                a[k + 1] = a[k]
+                k -= 1
+            a[k + 1] = t
+
+
+def _glmnet_groups(time: np.ndarray, event: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """Risk-set index ``k_i`` of every subject as glmnet's Fortran ``groups`` defines it.
+
+    The jittered times are sorted with :func:`_psort7`; subjects with zero weight and those
+    before the first event are dropped (``k_i = 0``). Group 1 runs from the first kept
+    position up to the position before the first event with a later time; each further group
+    starts at an event with a time greater than the previous group's event time. The risk
+    set of the k-th event time is every subject in groups ``>= k``, so ``k_i`` (the subject's
+    group) is the number of risk sets it belongs to. A censored subject whose (jittered) time
+    equals an event time but that the sort puts before that event ends in the previous group
+    and is *not* at risk at that event time.
+    """
+    y = _glmnet_times(time, event)
+    jp = _psort7(y)
+    jp = jp[q[jp] > 0]
+    nj = jp.size
+    k_i = np.zeros(time.size, dtype=np.intp)
+    ev_pos = np.flatnonzero(event[jp])
+    if ev_pos.size == 0:
+        return k_i
+    first = int(ev_pos[0])
+    t0 = y[jp[first]]
+    j0 = first  # positions before j0 with y < t0 are dropped
+    while j0 > 0 and not y[jp[j0 - 1]] < t0:
+        j0 -= 1
+    jp = jp[j0:]
+    nj = jp.size
+    yk = t0
+    group = 1
+    start = 0
+    j = 1
+    while True:
+        while j < nj and not (event[jp[j]] and y[jp[j]] > yk):
+            j += 1
+        k_i[jp[start:j]] = group
+        if j >= nj:
+            break
+        group += 1
+        start = j
+        yk = y[jp[j]]
+        j += 1
+    return k_i
+
+
+def _risk_index(time: np.ndarray, event: np.ndarray, weights: np.ndarray, ties: str) -> tuple[np.ndarray, int]:
+    """``(k_i, number of risk sets)`` for ``ties`` = ``"glmnet"`` or ``"breslow"`` (see the module
+    docstring); subjects with zero weight or censored before the first event have ``k_i = 0``."""
+    if ties == "glmnet":
+        k_i = _glmnet_groups(time, event, weights)
+        return k_i, int(k_i.max(initial=0))
+    if ties != "breslow":
+        raise UserError(f"ties must be 'glmnet' or 'breslow', not {ties!r}")
+    used = weights > 0
+    ev_times = np.unique(time[event & used])
+    k_i = np.where(used, np.searchsorted(ev_times, time, side="right"), 0)
+    return k_i.astype(np.intp), int(ev_times.size)
 
 
 class _CoxData:
-    """Sorted survival data with the risk-set structure needed by the Breslow likelihood."""
+    """Survival data with the risk-set structure needed by the Breslow likelihood.
 
-    def __init__(self, time: np.ndarray, event: np.ndarray, weights: np.ndarray):
-        ev_times = np.unique(time[event & (weights > 0)])
-        if ev_times.size == 0:
-            raise UserError("no events: the Cox model cannot be fitted")
+    ``k_i`` is the number of risk sets subject i belongs to (risk sets are nested: subject i is
+    in the risk sets ``0 .. k_i - 1``); ``dk`` the summed normalised event weights of each set.
+    ``ties="glmnet"`` takes the risk sets from glmnet's sort (:func:`_glmnet_groups`),
+    ``ties="breslow"`` keeps every subject with ``t_i >= tau_k`` in the k-th risk set.
+    """
+
+    def __init__(self, time: np.ndarray, event: np.ndarray, weights: np.ndarray, ties: str = "glmnet"):
         self.q = weights / weights.sum()
         self.event = event
-        # k_i: number of event times <= t_i (subject i is in the risk sets 0..k_i-1)
-        self.k_i = np.searchsorted(ev_times, time, side="right")
-        # risk-set membership: subject in risk set k iff t_i >= tau_k  <=> k < k_i
-        self.n_times = ev_times.size
-        ev_idx = np.searchsorted(ev_times, time[event], side="left")
-        self.dk = np.bincount(ev_idx, weights=self.q[event], minlength=self.n_times)
-        self.ev_times = ev_times
+        self.k_i, self.n_times = _risk_index(time, event, weights, ties)
+        if self.n_times == 0:
+            raise UserError("no events: the Cox model cannot be fitted")
+        self.dk = np.bincount(self.k_i, weights=self.q * event, minlength=self.n_times + 1)[1:]
         # rows sorted by k_i: risk set k is the suffix starting at first_in_risk[k]
         self.order_k = np.argsort(self.k_i, kind="stable")
         self.first_in_risk = np.searchsorted(self.k_i[self.order_k], np.arange(1, self.n_times + 1), side="left")
 
     def risk_sums(self, e: np.ndarray) -> np.ndarray:
-        """``S_k = sum_{t_j >= tau_k} e_j`` for every event time k."""
+        """``S_k = sum_{j in R_k} e_j`` for every risk set k."""
         by_k = np.bincount(self.k_i, weights=e, minlength=self.n_times + 1)
         return by_k[::-1].cumsum()[::-1][1:]
 
@@ -105,7 +301,6 @@ class _CoxData:
         r = self.q * self.event - e * b
         w = e * b - e * e * c
         return r, np.maximum(w, 0.0)
-
 
     def grad_hess(self, eta: np.ndarray, xw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Gradient and exact (negative) Hessian of the log-likelihood in the columns ``xw``.
@@ -188,7 +383,7 @@ def _prepare_x(x: np.ndarray, q: np.ndarray, standardize: bool, names: list[str]
     mean = q @ x
     xc = x - mean
     sd = np.sqrt(q @ (xc**2))
-    const = sd <= 1e-12 * np.maximum(1.0, np.abs(mean))
+    const = (x == x[:1]).all(axis=0)  # glmnet's chkvars: every value equal to the first
     if const.all():
         raise UserError("every feature is constant: nothing to select")
     scale = np.where(const, 1.0, sd) if standardize else np.ones(x.shape[1])
@@ -256,6 +451,161 @@ def _solve_lambda(data: _CoxData, xs: np.ndarray, beta: np.ndarray, lam: float, 
         work = np.union1d(work, np.flatnonzero(viol))
 
 
+# ---------------------------------------------------------------------------------------------
+# glmnet's coordinate descent (Fortran ``coxnet1``), reproduced step by step
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _RawPath:
+    lambdas: list[float]
+    beta: list[np.ndarray]  # standardised-scale coefficients
+    dev: list[float]
+
+
+def _glmnet_cd_path(data: _CoxData, xs: np.ndarray, const: np.ndarray, lam_user: np.ndarray | None, nlambda: int,
+                    flmin: float, thresh: float, maxit: int) -> _RawPath:
+    """glmnet's path algorithm for the Cox LASSO (``alpha = 1``, unit penalty factors).
+
+    Per lambda: strong-rule set ``|x_j' r| > 2 lambda - lambda_prev``; cyclic coordinate descent
+    on the quadratic approximation with the diagonal Newton weights ``w`` and working residuals
+    ``r`` (a full sweep of the strong set, then sweeps of the active set until the largest
+    ``v_j delta_j^2`` is below ``thresh * D0``, ``D0 = -(sum d_k log d_k + l(0))``); then ``w``
+    and ``r`` are recomputed at the new ``eta``, and the lambda is done when no active
+    coefficient moved by ``v_j delta_j^2 >= thresh * D0`` since the last recomputation and no
+    excluded feature violates ``|x_j' r| <= lambda``. ``maxit`` bounds the total number of sweeps
+    (glmnet then returns the path so far, as here).
+    """
+    n, p = xs.shape
+    xs = np.asfortranarray(xs)
+    eligible = ~const
+    a = np.zeros(p)
+    f = np.zeros(n)
+    r0 = data.loglik(f)
+    dk = data.dk[data.dk > 0]
+    rr = -(float(np.dot(dk, np.log(dk))) + r0)
+    cthr = thresh * rr
+    wr, w = data.working(f)
+    ga = np.zeros(p)
+    ga[eligible] = np.abs(wr @ xs[:, eligible])
+    in_strong = np.zeros(p, dtype=bool)
+    active: list[int] = []
+    is_active = np.zeros(p, dtype=bool)
+    v = np.zeros(p)
+    user = lam_user is not None
+    nlam = lam_user.size if user else nlambda
+    alf = 1.0
+    if not user:
+        alf = max(1e-6, flmin) ** float(_F32(1.0) / _F32(nlam - 1))  # eqs**(1.0/(nlam-1)), single precision
+    out = _RawPath([], [], [])
+    nlp = 0
+    al = 0.0
+    mnl = min(_MNLAM, nlam)
+
+    for ilm in range(nlam):
+        al0 = al
+        if user:
+            al = float(lam_user[ilm])
+        elif ilm > 1:
+            al = al * alf
+        elif ilm == 0:
+            al = _BIG
+        else:
+            al0 = float(ga[eligible].max()) / max(1.0, 1e-3)
+            al = alf * al0
+        tlam = 2.0 * al - al0
+        in_strong |= eligible & (ga > tlam)
+        failed = False
+        while True:  # glmnet's ':again:' loop
+            if nlp > maxit:
+                failed = True
+                break
+            a_start = a.copy()
+            strong_idx = np.flatnonzero(in_strong)
+            if strong_idx.size:
+                # within the sweeps w is fixed, so x_j' r is tracked through the weighted Gram
+                # matrix G = X_S' W X_S (v_j = G_jj): each update costs O(|S|) instead of O(n)
+                xs_s = xs[:, strong_idx]
+                gram = xs_s.T @ (w[:, None] * xs_s)
+                v[strong_idx] = np.diag(gram)
+                grad = wr @ xs_s
+                a_s = a[strong_idx].tolist()
+                v_s = v[strong_idx].tolist()
+                local = {int(j): k for k, j in enumerate(strong_idx)}
+
+                def sweep(idx) -> float:
+                    nonlocal grad
+                    dli = 0.0
+                    for k in idx:
+                        ak, vk = a_s[k], v_s[k]
+                        u = ak * vk + float(grad[k])
+                        au = abs(u)
+                        at = 0.0 if au <= al else math.copysign(au - al, u) / vk
+                        if at != ak:
+                            delta = at - ak
+                            a_s[k] = at
+                            dli = max(dli, vk * delta * delta)
+                            grad = grad - delta * gram[k]
+                            j = int(strong_idx[k])
+                            if not is_active[j]:
+                                is_active[j] = True
+                                active.append(j)
+                    return dli
+
+                all_local = range(strong_idx.size)
+                while True:
+                    nlp += 1
+                    if sweep(all_local) < cthr:
+                        break
+                    if nlp > maxit:
+                        failed = True
+                        break
+                    act_local = [local[j] for j in active]
+                    while True:
+                        nlp += 1
+                        if sweep(act_local) < cthr:
+                            break
+                        if nlp > maxit:
+                            failed = True
+                            break
+                    if failed:
+                        break
+                if failed:
+                    break
+                a[strong_idx] = a_s
+                f = f + xs_s @ (a[strong_idx] - a_start[strong_idx])
+            else:
+                nlp += 1
+            wr, w = data.working(f)
+            if np.any(w[data.k_i > 0] <= 0):  # glmnet's outer(): jerr = -30000, path truncated
+                failed = True
+                break
+            act = np.asarray(active, dtype=np.intp)
+            if act.size and np.any(v[act] * (a[act] - a_start[act]) ** 2 >= cthr):
+                continue
+            rest = np.flatnonzero(eligible & ~in_strong)
+            if rest.size:
+                ga[rest] = np.abs(wr @ xs[:, rest])
+                viol = rest[ga[rest] > al]
+                if viol.size:
+                    in_strong[viol] = True
+                    continue
+            break
+        if failed:
+            break
+        out.lambdas.append(al)
+        out.beta.append(a.copy())
+        out.dev.append((data.loglik(f) - r0) / rr)
+        if ilm + 1 < mnl or user:
+            continue
+        dev = out.dev
+        if (dev[-1] - dev[-mnl]) / dev[-1] < _FDEV:
+            break
+        if dev[-1] > _DEVMAX:
+            break
+    return out
+
+
 @dataclass
 class CoxPath:
     """A fitted path: ``coef[:, k]`` are input-scale coefficients at ``lambdas[k]``."""
@@ -294,9 +644,15 @@ def lasso_cox_path(
     standardize: bool = True,
     weights=None,
     tol: float = 1e-12,
+    thresh: float | None = GLMNET_THRESH,
+    maxit: int = GLMNET_MAXIT,
+    ties: str = "glmnet",
 ) -> CoxPath:
     """glmnet's Cox LASSO path (see module docstring). ``lambdas`` overrides the automatic path
-    (given in decreasing order; no early stopping then)."""
+    (given in decreasing order; no early stopping then). ``thresh``/``maxit``: glmnet's
+    convergence threshold and sweep limit (defaults as glmnet); ``thresh=None`` computes the exact
+    minimiser at every lambda instead (KKT residuals ``<= tol``-level). ``ties``: ``"glmnet"``
+    (default, glmnet's risk sets) or ``"breslow"`` (censored at an event time stay at risk)."""
     t, e = check_survival(time, event)
     xa, names = _as_matrix(x, names)
     n, p = xa.shape
@@ -304,8 +660,12 @@ def lasso_cox_path(
         raise UserError(f"the feature matrix has {xa.shape[0]} rows but time has {t.size}")
     if int(e.sum()) < 2:
         raise UserError("fewer than two events: the LASSO-Cox path is undefined")
+    if thresh is not None and not thresh > 0:
+        raise UserError("thresh must be positive")
     wts = np.ones(n) if weights is None else np.asarray(weights, dtype=float)
-    data = _CoxData(t, e, wts)
+    if wts.shape != (n,) or not np.isfinite(wts).all() or (wts < 0).any() or wts.sum() <= 0:
+        raise UserError("weights must be one non-negative number per subject, not all zero")
+    data = _CoxData(t, e, wts, ties)
     xs, scale, const = _prepare_x(xa, data.q, standardize, names)
     ll0 = data.loglik(np.zeros(n))
     lsat = data.saturated()
@@ -319,43 +679,59 @@ def lasso_cox_path(
     user = lambdas is not None
     if user:
         lam_seq = np.sort(np.atleast_1d(np.asarray(lambdas, dtype=float)))[::-1]
-        if (lam_seq <= 0).any():
+        if (lam_seq <= 0).any() or not np.isfinite(lam_seq).all():
             raise UserError("lambda must be positive")
+    ratio = lambda_min_ratio if lambda_min_ratio is not None else (0.01 if n < p else 1e-4)
+    if not user and not 0 < ratio < 1:
+        raise UserError("lambda_min_ratio must be between 0 and 1")
+    if not user and nlambda < 3:
+        raise UserError("nlambda must be at least 3")
+    if thresh is not None:
+        raw = _glmnet_cd_path(data, xs, const, lam_seq if user else None, nlambda, ratio, thresh, maxit)
+        if not raw.lambdas:
+            raise UserError(f"LASSO-Cox did not converge at the first lambda within maxit = {maxit} sweeps")
+        used = np.array(raw.lambdas)
+        if not user:  # glmnet's fix.lam: the first lambda extrapolated from the next two
+            used[0] = math.exp(2 * math.log(used[1]) - math.log(used[2])) if used.size > 2 else lam_max
+        coefs = [b / scale for b in raw.beta]
+        devs = raw.dev
     else:
-        ratio = lambda_min_ratio if lambda_min_ratio is not None else (0.01 if n < p else 1e-4)
-        ratio = max(ratio, 1e-6)
-        lam_seq = lam_max * ratio ** (np.arange(nlambda) / (nlambda - 1))
-    beta = np.zeros(p)
-    coefs, devs, used = [], [], []
-    lam_prev = lam_max
-    for k, lam in enumerate(lam_seq):
-        if lam >= lam_max:
-            beta = np.zeros(p)
-            eta = np.zeros(n)
-        else:
-            beta, eta = _solve_lambda(data, xs, beta, lam, lam_prev, const, tol)
-        lam_prev = lam
-        dev = (data.loglik(eta) - ll0) / null_dev
-        coefs.append(beta / scale)
-        devs.append(dev)
-        used.append(lam)
-        if not user and k + 1 >= _MNLAM:
-            if devs[-1] > 0 and (devs[-1] - devs[-_MNLAM]) / devs[-1] < _FDEV:
-                break
-            if devs[-1] > _DEVMAX:
-                break
+        if not user:
+            lam_seq = lam_max * max(ratio, 1e-6) ** (np.arange(nlambda) / (nlambda - 1))
+        beta = np.zeros(p)
+        coefs, devs, used_l = [], [], []
+        lam_prev = lam_max
+        for k, lam in enumerate(lam_seq):
+            if lam >= lam_max:
+                beta = np.zeros(p)
+                eta = np.zeros(n)
+            else:
+                beta, eta = _solve_lambda(data, xs, beta, lam, lam_prev, const, tol)
+            lam_prev = lam
+            coefs.append(beta / scale)
+            devs.append((data.loglik(eta) - ll0) / null_dev)
+            used_l.append(lam)
+            if not user and k + 1 >= _MNLAM:
+                if devs[-1] > 0 and (devs[-1] - devs[-_MNLAM]) / devs[-1] < _FDEV:
+                    break
+                if devs[-1] > _DEVMAX:
+                    break
+        used = np.array(used_l)
     return CoxPath(
-        lambdas=np.array(used), coef=np.array(coefs).T, dev_ratio=np.array(devs), names=names,
+        lambdas=used, coef=np.array(coefs).T, dev_ratio=np.array(devs), names=names,
         null_deviance=2 * null_dev * wts.sum(), scale=scale,
     )
 
 
-def lasso_cox_fit(time, event, x, lam: float, *, names=None, standardize: bool = True) -> dict:
-    """Coefficients at a single ``lam`` (reached through glmnet's path for warm starts):
+def lasso_cox_fit(time, event, x, lam: float, *, names=None, standardize: bool = True,
+                  thresh: float | None = GLMNET_THRESH, maxit: int = GLMNET_MAXIT, ties: str = "glmnet") -> dict:
+    """Coefficients at a single ``lam`` as ``coef(glmnet(x, y, "cox"), s = lam, exact = TRUE,
+    x = x, y = y)``: the default path's lambdas above ``lam`` followed by ``lam`` (warm starts):
     ``{"lambda", "coef": {name: value}, "selected": [names with non-zero coefficients]}``."""
-    path = lasso_cox_path(time, event, x, names=names, standardize=standardize)
+    opts = dict(names=names, standardize=standardize, thresh=thresh, maxit=maxit, ties=ties)
+    path = lasso_cox_path(time, event, x, **opts)
     grid = path.lambdas[path.lambdas > lam]
-    full = lasso_cox_path(time, event, x, names=names, standardize=standardize, lambdas=np.concatenate((grid, [lam])))
+    full = lasso_cox_path(time, event, x, lambdas=np.concatenate((grid, [lam])), **opts)
     coef = full.coef[:, -1]
     return _coef_dict(lam, coef, full.names)
 
@@ -368,24 +744,22 @@ def _coef_dict(lam, coef, names) -> dict:
     }
 
 
-def cox_deviance(t, e, x, coef_mat) -> np.ndarray:
+def cox_deviance(t, e, x, coef_mat, *, ties: str = "glmnet") -> np.ndarray:
     """Unweighted Breslow deviance ``2 (l_sat - l)`` for each column of ``coef_mat`` (p x L), as
-    glmnet ``coxnet.deviance``; ``l_sat = -sum_k d_k log d_k``."""
+    glmnet ``coxnet.deviance`` (Fortran ``loglike``, with the risk sets of ``ties``);
+    ``l_sat = -sum_k d_k log d_k``."""
     t = np.asarray(t, dtype=float)
     e = np.asarray(e, dtype=bool)
     x = np.asarray(x, dtype=float)
     coef_mat = np.asarray(coef_mat, dtype=float).reshape(x.shape[1], -1)
-    ev_times, ev_counts = np.unique(t[e], return_counts=True)
-    k_i = np.searchsorted(ev_times, t, side="right")
-    ev_idx = np.searchsorted(ev_times, t[e])
-    dk = np.bincount(ev_idx, minlength=ev_times.size).astype(float)
-    lsat = -float(np.dot(ev_counts, np.log(ev_counts)))
-    eta = x @ coef_mat
-    eta = eta - eta.mean(axis=0)  # centring leaves the partial likelihood unchanged
+    k_i, n_sets = _risk_index(t, e, np.ones(t.size), ties)
+    dk = np.bincount(k_i, weights=e.astype(float), minlength=n_sets + 1)[1:]
+    lsat = -float(np.dot(dk, np.log(dk)))
+    eta = (x - x.mean(axis=0)) @ coef_mat  # centring leaves the partial likelihood unchanged
     out = np.empty(coef_mat.shape[1])
     for k in range(coef_mat.shape[1]):
         ek = np.exp(np.clip(eta[:, k], -_BIG_ETA, _BIG_ETA))
-        by_k = np.bincount(k_i, weights=ek, minlength=ev_times.size + 1)
+        by_k = np.bincount(k_i, weights=ek, minlength=n_sets + 1)
         s = by_k[::-1].cumsum()[::-1][1:]
         ll = float(eta[e, k].sum() - np.dot(dk, np.log(s)))
         out[k] = 2 * (lsat - ll)
@@ -444,6 +818,9 @@ def lasso_cox_cv(
     standardize: bool = True,
     nlambda: int = 100,
     lambda_min_ratio: float | None = None,
+    thresh: float | None = GLMNET_THRESH,
+    maxit: int = GLMNET_MAXIT,
+    ties: str = "glmnet",
 ) -> LassoCoxCV:
     """K-fold cross-validated LASSO-Cox (see module docstring); deterministic for a given seed."""
     t, e = check_survival(time, event)
@@ -460,7 +837,9 @@ def lasso_cox_cv(
         if fid.size != n:
             raise UserError("foldid must have one label per subject")
     k = int(fid.max())
-    full = lasso_cox_path(t, e, xa, names=names, standardize=standardize, nlambda=nlambda, lambda_min_ratio=lambda_min_ratio)
+    opts = dict(names=names, standardize=standardize, nlambda=nlambda, lambda_min_ratio=lambda_min_ratio, thresh=thresh,
+                maxit=maxit, ties=ties)
+    full = lasso_cox_path(t, e, xa, **opts)
     lam = full.lambdas
     cvraw = np.full((k, lam.size), np.nan)
     ev_per_fold = np.zeros(k)
@@ -470,10 +849,10 @@ def lasso_cox_cv(
         ev_per_fold[f - 1] = e[test].sum()
         if e[train].sum() < 2:
             raise UserError(f"fold {f}: fewer than two events remain for training; use fewer folds")
-        fit = lasso_cox_path(t[train], e[train], xa[train], names=names, standardize=standardize, nlambda=nlambda,
-                             lambda_min_ratio=lambda_min_ratio)
+        fit = lasso_cox_path(t[train], e[train], xa[train], **opts)
         coefs = _interp_coef(fit, lam)
-        cvraw[f - 1] = cox_deviance(t, e, xa, coefs) - cox_deviance(t[train], e[train], xa[train], coefs)
+        full_dev = cox_deviance(t, e, xa, coefs, ties=ties)
+        cvraw[f - 1] = full_dev - cox_deviance(t[train], e[train], xa[train], coefs, ties=ties)
     if (ev_per_fold == 0).any():
         raise UserError("a fold has no events; use fewer folds")
     cvraw = cvraw / ev_per_fold[:, None]

@@ -119,9 +119,10 @@ out$meta <- list(meta_case(bcg_path, "bcg"), meta_case(hs_path, "hackshaw1998"))
 
 # ---- glmnet Cox LASSO
 # glmnet breaks ties between a censored and an event time by adding 100 * .Machine$double.eps to
-# censored times, which is lost for times above 256 (days); its risk sets then depend on an
-# unstable sort. Times in years (< 256) keep the usual convention (censored at an event time
-# stay at risk), which pathomics_desktop.stats.lasso_cox always uses.
+# censored times, which is lost for times above 256 (days); its risk sets then follow the order
+# of its own (non-stable) quicksort, deterministic for a given row order. These reference values
+# use times in years (< 256); markers_glmnet_days.R covers times in days, which
+# pathomics_desktop.stats.lasso_cox reproduces with ties = "glmnet" (its default).
 lung$years <- lung$time / 365.25
 pbc$years <- pbc$time / 365.25
 gl_case <- function(df, time, event, features, label, standardize = TRUE, nfold = 5, thresh = 1e-14) {
