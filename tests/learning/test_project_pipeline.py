@@ -88,12 +88,22 @@ def test_training_inference_comparison_gradcam(tiled_project, capsys):
     for name, frame in first.items():
         pd.testing.assert_frame_equal(frame, pd.read_parquet(folder / name))
 
+    # a second backbone (a small ResNet-18) for the comparison between models
+    assert main(["train", "--backbone", "resnet18", "--tiny", "--epochs", "1", "--input-size", "64",
+                 "--max-tiles-per-slide", "8", "--seed", "3", "--run", "rn", "--project", root]) == 0
+    assert main(["infer", "--model", "rn", "--project", root]) == 0
     capsys.readouterr()
-    assert main(["models", "compare", "cf", "--json", "--project", root]) == 0
+    assert main(["models", "compare", "cf", "rn", "--json", "--project", root]) == 0
     result = json.loads(capsys.readouterr().out)
     training = result["sets"]["training"]
     assert 0 <= training["slide"]["cf"]["auc"] <= 1 and training["patch"]["cf"]["n"] > 0
+    assert training["patch"]["rn"]["n"] == training["patch"]["cf"]["n"]
     assert {"sensitivity", "specificity", "ppv", "npv", "ci_lower", "ci_upper", "fpr", "tpr"} <= set(training["patch"]["cf"])
+    tests = {(t["level"], t["a"], t["b"]) for t in training["delong"]}
+    assert tests == {("slide", "cf", "rn"), ("patch", "cf", "rn")}
+    assert all(0 <= t["p"] <= 1 for t in training["delong"])
+    assert main(["models", "compare", "cf", "rn", "--project", root]) == 0
+    assert "DeLong slide: cf vs rn" in capsys.readouterr().out
 
     slide_id = slides[0].slide_id
     assert main(["gradcam", "--model", "cf", "--slide", str(slide_id), "--top", "2", "--project", root]) == 0
