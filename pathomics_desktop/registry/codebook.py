@@ -54,13 +54,16 @@ class Variable:
         return f"{self.label} ({self.unit})" if self.unit else self.label
 
     # -- parsing ---------------------------------------------------------------------
-    def _lookup(self) -> dict[str, str]:
+    def __post_init__(self) -> None:
         table: dict[str, str] = {}
         for code, synonyms in self.codes.items():
             table[str(code).strip().lower()] = code
             for syn in synonyms:
                 table[str(syn).strip().lower()] = code
-        return table
+        object.__setattr__(self, "_synonyms", table)  # built once: parse() runs per cell
+
+    def _lookup(self) -> dict[str, str]:
+        return self._synonyms
 
     def parse(self, raw: Any) -> tuple[Any, str | None]:
         """Raw cell -> (canonical value or None when missing, soft warning or None).
