@@ -31,9 +31,9 @@ def gui_available(timeout: float = 30.0) -> tuple[bool, str]:
     plugin library (Qt aborts the process) only costs the probe. Returns (ok, reason)."""
     import subprocess
 
-    probe = "from PySide6.QtWidgets import QApplication; app = QApplication([]); print(app.platformName())"
     try:
-        done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=timeout)
+        done = subprocess.run([sys.executable, "-m", "pathomics_desktop.ui.probe"], capture_output=True,
+                              text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
         return False, "the display did not answer"
     if done.returncode == 0:

@@ -33,11 +33,16 @@ def submit(registry, job_type: str, params: dict[str, Any] | None = None, *, use
         return job.id
 
 
+def _job_in(session, job_id: int) -> Job:
+    job = session.get(Job, job_id)
+    if job is None:
+        raise UserError(f"job {job_id} not found")
+    return job
+
+
 def get_job(registry, job_id: int) -> Job:
     with registry.session() as session:
-        job = session.get(Job, job_id)
-        if job is None:
-            raise UserError(f"job {job_id} not found")
+        job = _job_in(session, job_id)
         session.expunge(job)
         return job
 
@@ -56,9 +61,7 @@ def list_jobs(registry, *, status: str | None = None, limit: int = 50) -> list[J
 def request_cancel(registry, job_id: int) -> str:
     """Ask a job to stop: a queued job is cancelled at once, a running one at its next check."""
     with registry.session() as session:
-        job = session.get(Job, job_id)
-        if job is None:
-            raise UserError(f"job {job_id} not found")
+        job = _job_in(session, job_id)
         if job.status in FINAL:
             return job.status
         job.cancel_requested = True
@@ -71,9 +74,7 @@ def request_cancel(registry, job_id: int) -> str:
 def resume(registry, job_id: int) -> None:
     """Put a failed or cancelled job back in the queue (it continues where it stopped)."""
     with registry.session() as session:
-        job = session.get(Job, job_id)
-        if job is None:
-            raise UserError(f"job {job_id} not found")
+        job = _job_in(session, job_id)
         if job.status not in ("failed", "cancelled"):
             raise UserError(f"job {job_id} is {job.status}; only failed or cancelled jobs can be resumed")
         job.status, job.cancel_requested, job.error = "queued", False, None
