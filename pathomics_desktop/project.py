@@ -30,6 +30,9 @@ DEFAULT_SETTINGS: dict[str, Any] = {
     "project": {"name": "", "synthetic": False},
     "database": {"url": ""},  # empty: the embedded SQLite file
     "tiling": {"tile_size": 512, "target_mpp": 0.5, "tissue_threshold": 0.5},
+    # QuPath classes to tile (glob, case-insensitive) and classes subtracted besides Ignore*
+    # (same defaults as slides.roi.DEFAULT_ROI_CLASSES)
+    "slides": {"roi_classes": ["Tumor", "Tumour", "Region*"], "exclude_classes": []},
     "study": {"split_seed": 20240101, "train_fraction": 0.7, "development_center": ""},
 }
 

@@ -69,9 +69,9 @@ def main(argv: list[str]) -> int:
         t_ours, med_ours, res = best(ours)
         t_peer, med_peer, (_fits, test) = best(peer)
         query.close()
-    agree = abs(res["logrank"].chisq - test.test_statistic) < 1e-6 * max(1.0, test.test_statistic)
+    agree = abs(res.logrank.chisq - test.test_statistic) < 1e-6 * max(1.0, test.test_statistic)
     print(f"bench analytics: filter + KM by group + log-rank, {args.patients} patients "
-          f"({res['n']} after filters), best/median of {args.repeat}")
+          f"({res.n} after filters), best/median of {args.repeat}")
     print(f"  DuckDB snapshot + pathomics stats   {t_ours * 1000:8.2f} ms / {med_ours * 1000:8.2f} ms")
     print(f"  pandas + lifelines (peer)           {t_peer * 1000:8.2f} ms / {med_peer * 1000:8.2f} ms")
     print(f"  ratio (peer / ours, median)         {med_peer / med_ours:8.2f}x   log-rank agrees: {agree}")

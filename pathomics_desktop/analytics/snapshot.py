@@ -1,9 +1,13 @@
 """The DuckDB cohort snapshot: the registry's analysis table materialised for fast analysis.
 
 ``<project>/analytics/cohort.parquet`` holds one row per patient (derived endpoints, stage,
-split, clinical variables; never identifiers). It is refreshed when the registry has
-changed: every curated change writes an audit row, so the highest audit id (plus the schema
-revision) is the registry's version, recorded in ``analytics/snapshot.json``.
+split, the pathomics scores and risk groups ``pathomics_os_score``/``_group`` and
+``pathomics_rfs_score``/``_group``, clinical variables; never identifiers). It is refreshed
+when the registry has changed: every curated change writes an audit row, so the highest
+audit id (plus the schema revision) is the registry's version, recorded in
+``analytics/snapshot.json``. ``signature apply`` writes the scores to the registry through
+the audited write path, so new scores refresh the snapshot too (and re-applying the same
+scores, which writes nothing, does not).
 
 :class:`CohortQuery` turns UI filters into parameterised DuckDB SQL: column names are checked
 against the snapshot's columns (identifiers cannot be bound as parameters, so they are
@@ -20,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
+from pathomics_desktop.analytics.sql import sql_identifier, sql_literal
 from pathomics_desktop.errors import UserError
 
 SNAPSHOT_DIR = "analytics"
@@ -98,11 +103,11 @@ class CohortQuery:
 
         self.con = duckdb.connect()
         # a view definition cannot take bound parameters: the path is quoted as a literal
-        self.con.execute(f"CREATE VIEW cohort AS SELECT * FROM read_parquet({_sql_str(parquet)})")
+        self.con.execute(f"CREATE VIEW cohort AS SELECT * FROM read_parquet({sql_literal(parquet)})")
         for name, path in (extra_views or {}).items():
             if not name.isidentifier():
                 raise UserError(f"view name {name!r} is not an identifier")
-            self.con.execute(f'CREATE VIEW "{name}" AS SELECT * FROM read_parquet({_sql_str(path)})')
+            self.con.execute(f'CREATE VIEW "{name}" AS SELECT * FROM read_parquet({sql_literal(path)})')
         self.columns = [r[0] for r in self.con.execute("DESCRIBE cohort").fetchall()]
 
     @classmethod
@@ -112,7 +117,7 @@ class CohortQuery:
     def _column(self, name: str) -> str:
         if name not in self.columns:
             raise UserError(f"unknown column {name!r} (the cohort has: {', '.join(self.columns[:12])}, ...)")
-        return '"' + name.replace('"', '""') + '"'
+        return sql_identifier(name)
 
     def where(self, filters: Iterable[Filter]) -> tuple[str, list[Any]]:
         """SQL ``WHERE`` clause and its parameters for a list of filters (AND)."""
@@ -159,7 +164,7 @@ class CohortQuery:
         if not name.isidentifier():
             raise UserError(f"view name {name!r} is not an identifier")
         key = self._column(on)
-        self.con.execute(f'CREATE OR REPLACE VIEW "{name}" AS SELECT * FROM read_parquet({_sql_str(parquet)})')
+        self.con.execute(f'CREATE OR REPLACE VIEW "{name}" AS SELECT * FROM read_parquet({sql_literal(parquet)})')
         theirs = [r[0] for r in self.con.execute(f'DESCRIBE "{name}"').fetchall()]
         if on not in theirs:
             raise UserError(f"{parquet}: has no column {on!r} to join on")
@@ -173,9 +178,11 @@ class CohortQuery:
         return added
 
     def survival(self, time: str, event: str, group: str | None = None,
-                 filters: Iterable[Filter] = ()) -> dict[str, Any]:
-        """Filter, then Kaplan-Meier per group and the log-rank test (interactive path)."""
-        from pathomics_desktop.stats.km import kaplan_meier, logrank_test
+                 filters: Iterable[Filter] = ()):
+        """Filter, then Kaplan-Meier per group and the log-rank test (interactive path):
+        a :class:`~pathomics_desktop.stats.km.KaplanMeierComparison` (``curves`` by group
+        value as text, ``logrank`` None for one group or no events)."""
+        from pathomics_desktop.stats.km import km_comparison
 
         filters = list(filters) + [Filter(time, "is not null"), Filter(event, "is not null")]
         if group:
@@ -185,25 +192,10 @@ class CohortQuery:
         e = data[event].astype(float)
         if t.size == 0:
             raise UserError("no patients match the filters")
-        curves: dict[str, Any] = {}
-        logrank = None
-        if group:
-            g = data[group].astype(str)
-            for level in sorted(set(g.tolist())):
-                mask = g == level
-                curves[level] = kaplan_meier(t[mask], e[mask])
-            if len(curves) > 1 and e.sum() > 0:
-                logrank = logrank_test(t, e, g)
-        else:
-            curves["all"] = kaplan_meier(t, e)
-        return {"n": int(t.size), "curves": curves, "logrank": logrank}
+        return km_comparison(t, e, data[group].astype(str).tolist() if group else None)
 
     def close(self) -> None:
         self.con.close()
-
-
-def _sql_str(path: str | Path) -> str:
-    return "'" + str(path).replace("'", "''") + "'"
 
 
 def _fetch_numpy(result, columns: Sequence[str]):

@@ -1,9 +1,12 @@
 """The analysis table: one row per patient, built from the registry.
 
 Columns: ``study_id, center, split, included, exclusion_reason, os_months, os_event,
-rfs_months, rfs_event, tnm_stage, tnm_group`` followed by every non-identifier codebook
-variable (user-defined ones included), ``synthetic``, and — only when asked for —
-the identifiers.
+rfs_months, rfs_event, tnm_stage, tnm_group``, the pathomics scores and risk groups
+``pathomics_os_score, pathomics_os_group, pathomics_rfs_score, pathomics_rfs_group`` (always
+present, empty until ``pathomics signature apply`` has written them: they are derived codebook
+variables, see :mod:`pathomics_desktop.signature.apply`), followed by every other
+non-identifier codebook variable (user-defined ones included), ``synthetic``, and — only
+when asked for — the identifiers.
 
 Inclusion follows the reference study (Figure 1). The first reason that applies excludes a
 patient, in this order:
@@ -39,6 +42,8 @@ EXCLUSION_REASONS = (
 LOST_TO_FOLLOWUP_DAYS = 30
 LEAD_COLUMNS = ["study_id", "center", "center_role", "split", "included", "exclusion_reason",
                 "os_months", "os_event", "rfs_months", "rfs_event", "tnm_stage", "tnm_group"]
+#: the signature's scores and risk groups (codebook variables written by ``signature apply``)
+SCORE_COLUMNS = ["pathomics_os_score", "pathomics_os_group", "pathomics_rfs_score", "pathomics_rfs_group"]
 
 
 @dataclass
@@ -89,7 +94,7 @@ def build_rows(session, *, include_identifiers: bool = False) -> tuple[list[dict
     """Analysis rows (dicts) and the column order."""
     book = Codebook.for_session(session)
     variables = [v for v in book if include_identifiers or not v.identifier]
-    var_columns = [v.name for v in variables if v.name not in ("study_id", "center")]
+    var_columns = [v.name for v in variables if v.name not in ("study_id", "center", *SCORE_COLUMNS)]
     rows: list[dict[str, Any]] = []
     for patient in load_patients(session):
         outcome = assess_patient(patient, book)
@@ -114,9 +119,11 @@ def build_rows(session, *, include_identifiers: bool = False) -> tuple[list[dict
             if var.name in ("study_id", "center"):
                 continue
             row[var.name] = var.format(get_value(patient, var)) if var.type in ("yesno",) else get_value(patient, var)
+        for column in SCORE_COLUMNS:
+            row.setdefault(column, None)
         row["synthetic"] = patient.synthetic
         rows.append(row)
-    return rows, LEAD_COLUMNS + var_columns + ["synthetic"]
+    return rows, LEAD_COLUMNS + SCORE_COLUMNS + var_columns + ["synthetic"]
 
 
 def analysis_frame(session, *, include_identifiers: bool = False):
@@ -128,4 +135,7 @@ def analysis_frame(session, *, include_identifiers: bool = False):
     for col in frame.columns:
         if col.endswith("_date"):
             frame[col] = pd.to_datetime(frame[col])
+    for col in SCORE_COLUMNS:
+        if col.endswith("_score"):
+            frame[col] = frame[col].astype(float)  # a number column even before any score is written
     return frame

@@ -1,4 +1,5 @@
-"""``pathomics demo DIR``: create the SYNTHETIC demo project."""
+"""``pathomics demo DIR``: create the SYNTHETIC demo project (``--run-pipeline``: and run the
+headless pipeline on it; a failed step stops with its message and exit status 2)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,9 @@ def register(sub) -> None:
                    help="also write a synthetic whole-slide image and tumour ROI per patient")
     p.add_argument("--slide-size", type=int, default=1536, help="slide width and height in pixels (at 20x)")
     p.add_argument("--slide-limit", type=int, default=None, help="only the first N patients get slides")
+    p.add_argument("--run-pipeline", action="store_true",
+                   help="then run the headless pipeline: flow, slides, tiles, patch model, predictions, "
+                        "signatures fitted and applied (what `make run` does without a display)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_demo)
 
@@ -36,10 +40,16 @@ def cmd_demo(args) -> int:
         ctx = JobContext(on_progress=progress)
         result["slides"] = add_demo_slides(Project.load(result["project"]), size=args.slide_size,
                                            seed=args.seed, limit=args.slide_limit, ctx=ctx)
-    if args.json:
+    if args.json and not args.run_pipeline:
         print(json.dumps(result, indent=2))
     else:
         print(f"SYNTHETIC demo project created at {result['project']}: {result['patients']} synthetic "
               f"patients, training {result['training']}, internal {result['internal']}, "
-              f"external {result['external']}")
+              f"external {result['external']}", file=sys.stderr if args.run_pipeline else sys.stdout)
+    if args.run_pipeline:
+        from pathlib import Path
+
+        from pathomics_desktop.demo.pipeline import run_headless_pipeline
+
+        print(run_headless_pipeline(Path(result["project"])))
     return 0

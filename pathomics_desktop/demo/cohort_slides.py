@@ -8,11 +8,15 @@ Sizes are configurable; the defaults keep the whole demo to a few minutes on two
 from __future__ import annotations
 
 import hashlib
+from pathlib import Path
 from typing import Any
 
 DEFAULT_SLIDE_SIZE = 1536
 DEFAULT_MPP = 0.5
 DEFAULT_APP_MAG = 20
+#: tile edge (level-0 px at the target MPP) set on a project that gets demo slides: the
+#: synthetic slides are a few thousand pixels wide, so 512-px tiles would hold little tumour
+DEMO_TILE_SIZE = 128
 
 
 def slide_seed(study_id: str, seed: int) -> int:
@@ -37,6 +41,9 @@ def add_demo_slides(project, *, size: int = DEFAULT_SLIDE_SIZE, mpp: float = DEF
     latent = pd.read_parquet(latent_path)
     if limit is not None:
         latent = latent.iloc[:limit]
+    if project.settings["tiling"].get("tile_size") != DEMO_TILE_SIZE:
+        project.settings["tiling"]["tile_size"] = DEMO_TILE_SIZE
+        project.save()
     slides_dir, rois_dir = project.folder("slides"), project.folder("rois")
     specs = []
     for row in latent.itertuples(index=False):
@@ -56,9 +63,27 @@ def add_demo_slides(project, *, size: int = DEFAULT_SLIDE_SIZE, mpp: float = DEF
     try:
         paths = [slides_dir / f"{sid}.svs" for sid in latent["study_id"]]
         report = add_slides(registry, project, paths, thumbnails=True, user="demo")
+        attach_demo_rois(registry, project, report, rois_dir)
     finally:
         registry.dispose()
     if ctx is not None:
         ctx.progress(1.0, report.summary())
     return {"written": len(specs), "registered": report.to_dict()["counts"], "slides": str(slides_dir),
             "rois": str(rois_dir)}
+
+
+def attach_demo_rois(registry, project, report, rois_dir: Path) -> int:
+    """Attach each synthetic slide's tumour ROI (``rois/<study_id>.geojson``, as drawn by the
+    generator) to its registered slide through the registry's ROI import, the same path as
+    ``pathomics slides roi``, so tiling stays inside the tumour. Returns how many were attached."""
+    from pathomics_desktop.slides.jobs import import_roi, roi_path_for
+
+    attached = 0
+    for outcome in report.outcomes:
+        if outcome.slide_id is None or not outcome.study_id:
+            continue
+        drawn = rois_dir / f"{outcome.study_id}.geojson"
+        if drawn.exists() and not roi_path_for(project, outcome.slide_id).exists():
+            import_roi(registry, project, outcome.slide_id, drawn)
+            attached += 1
+    return attached

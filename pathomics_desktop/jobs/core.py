@@ -35,7 +35,7 @@ class CancelToken:
         self._event = threading.Event()
         self._poll = poll
         self._interval = interval
-        self._last = 0.0
+        self._last = float("-inf")  # the first check always polls
 
     def cancel(self) -> None:
         self._event.set()
@@ -107,6 +107,7 @@ _JOB_TYPES: dict[str, str | JobFunction] = {
     "inference": "pathomics_desktop.learning.jobs:inference_job",
     "gradcam": "pathomics_desktop.learning.jobs:gradcam_job",
     "signature": "pathomics_desktop.signature.jobs:signature_job",
+    "signature-apply": "pathomics_desktop.signature.apply:signature_apply_job",
     "demo-pipeline": "pathomics_desktop.demo.pipeline:demo_pipeline_job",
 }
 

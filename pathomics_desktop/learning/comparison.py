@@ -49,7 +49,7 @@ def _roc_block(label: np.ndarray, score: np.ndarray) -> dict[str, Any]:
         return {"auc": None, "note": "only one class in this set", "n": int(label.size)}
     res = roc_analysis(label, score)
     fpr, tpr, _ = roc_curve(label, score)
-    out = res.as_dict()
+    out = res.to_dict()
     out.pop("delong_p")
     out.update(n=int(label.size), positives=int(label.sum()), fpr=fpr.round(5).tolist(), tpr=tpr.round(5).tolist())
     return out

@@ -16,7 +16,8 @@ if TYPE_CHECKING:  # pragma: no cover
     import torch
     from torch import nn
 
-    from pathomics_desktop.learning.training import CancelToken, ProgressCallback
+    from pathomics_desktop.jobs.core import CancelToken
+    from pathomics_desktop.learning.training import ProgressCallback
 
 
 def predict_probabilities(model: "nn.Module", batches: Iterable[np.ndarray],

@@ -36,7 +36,7 @@ import random
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Callable, Literal
 
 import numpy as np
 
@@ -54,21 +54,7 @@ CHECKPOINT_NAME = "last.pt"
 BEST_WEIGHTS_NAME = "best.pt"
 
 
-from pathomics_desktop.jobs.core import Cancelled  # noqa: E402  (one Cancelled for every job)
-
-
-class CancelToken(Protocol):
-    cancelled: bool
-
-
-class CancellationToken:
-    """A flag another thread sets to stop a running job at its next check."""
-
-    def __init__(self) -> None:
-        self.cancelled = False
-
-    def cancel(self) -> None:
-        self.cancelled = True
+from pathomics_desktop.jobs.core import Cancelled, CancelToken  # noqa: E402,F401  (one token for every job)
 
 
 @dataclass
@@ -279,6 +265,49 @@ class _Throttle:
             self.callback(min(max(fraction, 0.0), 1.0), message)
 
 
+@dataclass
+class _Progress:
+    """Where a run stands; saved in every checkpoint (``history`` as JSON text)."""
+
+    epoch: int = 0
+    step: int = 0
+    best_val_loss: float | None = None
+    best_step: int | None = None
+    stopped_early: bool = False
+    history: list[dict] = field(default_factory=list)
+
+
+@dataclass
+class _Run:
+    """Everything one call of :func:`train` works with, built by its named steps."""
+
+    model: "nn.Module"
+    train_data: "Dataset"
+    val_data: "Dataset | None"
+    config: TrainConfig
+    device: "torch.device"
+    labels: np.ndarray
+    counts: np.ndarray
+    checkpoint_path: Path
+    best_path: Path
+    cancel: CancelToken | None
+    report: _Throttle
+    criterion: Any = None
+    class_weights: "torch.Tensor | None" = None
+    sample_weights: "torch.Tensor | None" = None
+    loader_options: dict[str, Any] = field(default_factory=dict)
+    total_steps: int = 0
+    optimizer: Any = None
+    scheduler: Any = None
+    scaler: Any = None
+    amp_dtype: "torch.dtype | None" = None
+    progress: _Progress = field(default_factory=_Progress)
+
+    @property
+    def on_cuda(self) -> bool:
+        return self.device.type == "cuda"
+
+
 def train(model: "nn.Module", train_data: "Dataset", val_data: "Dataset | None",
           config: TrainConfig, checkpoint_dir: str | Path, num_classes: int | None = None,
           progress: ProgressCallback | None = None, cancel: CancelToken | None = None,
@@ -289,20 +318,41 @@ def train(model: "nn.Module", train_data: "Dataset", val_data: "Dataset | None",
     With ``resume`` and an existing ``last.pt`` from the same settings, training continues
     after its last completed epoch. Raises :class:`Cancelled` when ``cancel.cancelled``.
     """
-    import torch
-    from torch.utils.data import DataLoader, WeightedRandomSampler
-
     config.validate()
     checkpoint_dir = Path(checkpoint_dir)
-    checkpoint_path = checkpoint_dir / CHECKPOINT_NAME
-    best_path = checkpoint_dir / BEST_WEIGHTS_NAME
     device = resolve_device(config.device)
-    on_cuda = device.type == "cuda"
-    if num_classes is None:
-        head = model.get_classifier() if hasattr(model, "get_classifier") else None
-        num_classes = getattr(head, "out_features", None)
-        if num_classes is None:
-            raise ValueError("num_classes not given and the model has no Linear classifier")
+    num_classes = _num_classes(model, num_classes)
+    labels, counts = _check_datasets(train_data, val_data, num_classes, config)
+    run = _Run(model=model, train_data=train_data, val_data=val_data, config=config,
+               device=device, labels=labels, counts=counts,
+               checkpoint_path=checkpoint_dir / CHECKPOINT_NAME,
+               best_path=checkpoint_dir / BEST_WEIGHTS_NAME, cancel=cancel,
+               report=_Throttle(progress, config.progress_interval_s))
+    _prepare_device(run)
+    _build_loss(run)
+    _build_loaders(run)
+    _build_optimiser(run)
+    resumed_from = _resume_from_checkpoint(run) if resume and run.checkpoint_path.exists() else 0
+    model.train()
+    while run.progress.epoch < config.epochs and not run.progress.stopped_early:
+        _train_one_epoch(run)
+    return _finish(run, resumed_from)
+
+
+def _num_classes(model: "nn.Module", num_classes: int | None) -> int:
+    """``num_classes``, else the output width of the model's Linear classifier."""
+    if num_classes is not None:
+        return num_classes
+    head = model.get_classifier() if hasattr(model, "get_classifier") else None
+    found = getattr(head, "out_features", None)
+    if found is None:
+        raise ValueError("num_classes not given and the model has no Linear classifier")
+    return found
+
+
+def _check_datasets(train_data: "Dataset", val_data: "Dataset | None", num_classes: int,
+                    config: TrainConfig) -> tuple[np.ndarray, np.ndarray]:
+    """Training labels and class counts; UserError for an empty set or a label out of range."""
     labels = dataset_labels(train_data)
     counts = class_counts(labels, num_classes)
     if val_data is not None and len(val_data) == 0:
@@ -310,179 +360,242 @@ def train(model: "nn.Module", train_data: "Dataset", val_data: "Dataset | None",
     if val_data is None and config.early_stopping_patience is not None:
         log.warning("early stopping needs a validation set; training all %d epochs",
                     config.epochs)
+    return labels, counts
 
-    seed_everything(config.seed)
-    model.to(device)
-    if on_cuda and config.channels_last:
-        model.to(memory_format=torch.channels_last)
 
-    class_weights = None
-    if config.imbalance == "class_weights":
-        class_weights = torch.tensor(balanced_class_weights(counts), dtype=torch.float32,
-                                     device=device)
-    criterion = torch.nn.CrossEntropyLoss(weight=class_weights)
-    sample_weights = None
-    if config.imbalance == "weighted_sampler":
-        balanced_class_weights(counts)  # rejects empty classes
-        sample_weights = torch.as_tensor(1.0 / counts[labels], dtype=torch.double)
+def _prepare_device(run: _Run) -> None:
+    """Seed every RNG, then move the model to the device (channels_last on CUDA)."""
+    import torch
 
-    loader_options = data_loader_options(config, on_cuda)
+    seed_everything(run.config.seed)
+    run.model.to(run.device)
+    if run.on_cuda and run.config.channels_last:
+        run.model.to(memory_format=torch.channels_last)
 
-    def epoch_loader(epoch: int) -> DataLoader:
-        generator = _epoch_generator(config.seed, epoch)
-        if sample_weights is not None:
-            sampler = WeightedRandomSampler(sample_weights, num_samples=len(labels),
-                                            replacement=True, generator=generator)
-            return DataLoader(train_data, sampler=sampler, generator=generator, **loader_options)
-        return DataLoader(train_data, shuffle=True, generator=generator, **loader_options)
 
-    steps_per_epoch = math.ceil(len(labels) / config.batch_size)
-    total_steps = steps_per_epoch * config.epochs
+def _build_loss(run: _Run) -> None:
+    """Cross-entropy, weighted by N / (K n_c) for ``class_weights``; per-sample weights
+    1 / n_{y_i} for ``weighted_sampler``."""
+    import torch
 
-    params = [p for p in model.parameters() if p.requires_grad]
+    if run.config.imbalance == "class_weights":
+        run.class_weights = torch.tensor(balanced_class_weights(run.counts), dtype=torch.float32,
+                                         device=run.device)
+    run.criterion = torch.nn.CrossEntropyLoss(weight=run.class_weights)
+    if run.config.imbalance == "weighted_sampler":
+        balanced_class_weights(run.counts)  # rejects empty classes
+        run.sample_weights = torch.as_tensor(1.0 / run.counts[run.labels], dtype=torch.double)
+
+
+def _build_loaders(run: _Run) -> None:
+    """DataLoader options and the number of iterations (T = epochs x ceil(N / batch))."""
+    run.loader_options = data_loader_options(run.config, run.on_cuda)
+    steps_per_epoch = math.ceil(len(run.labels) / run.config.batch_size)
+    run.total_steps = steps_per_epoch * run.config.epochs
+
+
+def _epoch_loader(run: _Run, epoch: int):
+    """The training batches of ``epoch``: shuffled (or weighted-sampled) by the generator
+    seeded with (seed, epoch), so a resumed run draws the same order."""
+    from torch.utils.data import DataLoader, WeightedRandomSampler
+
+    generator = _epoch_generator(run.config.seed, epoch)
+    if run.sample_weights is not None:
+        sampler = WeightedRandomSampler(run.sample_weights, num_samples=len(run.labels),
+                                        replacement=True, generator=generator)
+        return DataLoader(run.train_data, sampler=sampler, generator=generator,
+                          **run.loader_options)
+    return DataLoader(run.train_data, shuffle=True, generator=generator, **run.loader_options)
+
+
+def _build_optimiser(run: _Run) -> None:
+    """SGD (momentum, weight decay) or AdamW; per-iteration cosine decay
+    eta_t = eta_max * (1 + cos(pi t / T)) / 2 (eta_min = 0); AMP dtype and GradScaler."""
+    import torch
+
+    config = run.config
+    params = [p for p in run.model.parameters() if p.requires_grad]
     if config.optimizer == "sgd":
-        optimizer = torch.optim.SGD(params, lr=config.lr, momentum=config.momentum,
-                                    weight_decay=config.weight_decay)
+        run.optimizer = torch.optim.SGD(params, lr=config.lr, momentum=config.momentum,
+                                        weight_decay=config.weight_decay)
     else:
-        optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
-    # eta_t = eta_max * (1 + cos(pi t / T)) / 2, stepped after every iteration (eta_min = 0).
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total_steps,
-                                                           eta_min=0.0)
-    amp_dtype = None
-    if on_cuda and config.amp:
-        amp_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
+        run.optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+    run.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(run.optimizer,
+                                                               T_max=run.total_steps, eta_min=0.0)
+    if run.on_cuda and config.amp:
+        run.amp_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    run.scaler = torch.amp.GradScaler("cuda", enabled=run.amp_dtype == torch.float16)
 
-    state = {"epoch": 0, "step": 0, "best_val_loss": None, "best_step": None,
-             "stopped_early": False, "history": []}
-    resumed_from = 0
-    if resume and checkpoint_path.exists():
-        checkpoint = _load_checkpoint(checkpoint_path)
-        if checkpoint["config"] != config.fingerprint():
-            raise UserError(f"checkpoint {checkpoint_path} was made with other settings; "
-                            "delete it or use another folder to start afresh")
-        if checkpoint["class_counts"] != counts.tolist():
-            raise UserError(f"checkpoint {checkpoint_path} was made on another training set "
-                            f"(class counts {checkpoint['class_counts']}, now "
-                            f"{counts.tolist()}); use another folder to start afresh")
-        model.load_state_dict(checkpoint["model"])
-        optimizer.load_state_dict(checkpoint["optimizer"])
-        scheduler.load_state_dict(checkpoint["scheduler"])
-        scaler.load_state_dict(checkpoint["scaler"])
-        restore_rng_state(checkpoint["rng"])
-        state = {k: checkpoint[k] for k in state}
-        state["history"] = json.loads(checkpoint["history"])
-        resumed_from = state["epoch"]
 
-    report = _Throttle(progress, config.progress_interval_s)
+def _resume_from_checkpoint(run: _Run) -> int:
+    """Load model, optimiser, scheduler, scaler, RNG states and progress from ``last.pt``;
+    returns the epoch it resumes after. UserError when made with other settings or data."""
+    path = run.checkpoint_path
+    checkpoint = _load_checkpoint(path)
+    if checkpoint["config"] != run.config.fingerprint():
+        raise UserError(f"checkpoint {path} was made with other settings; "
+                        "delete it or use another folder to start afresh")
+    if checkpoint["class_counts"] != run.counts.tolist():
+        raise UserError(f"checkpoint {path} was made on another training set "
+                        f"(class counts {checkpoint['class_counts']}, now "
+                        f"{run.counts.tolist()}); use another folder to start afresh")
+    run.model.load_state_dict(checkpoint["model"])
+    run.optimizer.load_state_dict(checkpoint["optimizer"])
+    run.scheduler.load_state_dict(checkpoint["scheduler"])
+    run.scaler.load_state_dict(checkpoint["scaler"])
+    restore_rng_state(checkpoint["rng"])
+    run.progress = _Progress(epoch=checkpoint["epoch"], step=checkpoint["step"],
+                             best_val_loss=checkpoint["best_val_loss"],
+                             best_step=checkpoint["best_step"],
+                             stopped_early=checkpoint["stopped_early"],
+                             history=json.loads(checkpoint["history"]))
+    return run.progress.epoch
 
-    def check_cancel() -> None:
-        if cancel is not None and cancel.cancelled:
-            raise Cancelled(f"training cancelled at epoch {state['epoch'] + 1}, "
-                            f"step {state['step']}")
 
-    def to_device(images: "torch.Tensor") -> "torch.Tensor":
-        images = images.to(device, non_blocking=on_cuda)
-        if on_cuda and config.channels_last and images.ndim == 4:
-            images = images.contiguous(memory_format=torch.channels_last)
-        return images
+def _check_cancel(run: _Run) -> None:
+    if run.cancel is not None and run.cancel.cancelled:
+        raise Cancelled(f"training cancelled at epoch {run.progress.epoch + 1}, "
+                        f"step {run.progress.step}")
 
-    def validate() -> float:
-        model.eval()
-        total, weight = 0.0, 0.0
-        generator = torch.Generator().manual_seed(config.seed)
-        loader = DataLoader(val_data, shuffle=False, generator=generator, **loader_options)
-        with torch.no_grad():
-            for images, targets in loader:
-                check_cancel()
-                targets = torch.as_tensor(targets, dtype=torch.long, device=device)
-                with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-                    logits = model(to_device(images))
-                loss = criterion(logits.float(), targets)
-                # mean of a weighted CE is sum(w_i l_i) / sum(w_i): accumulate both parts
-                batch_weight = (class_weights[targets].sum().item() if class_weights is not None
-                                else float(len(targets)))
-                total += loss.item() * batch_weight
-                weight += batch_weight
-        model.train()
-        return total / weight
 
-    def after_validation(val_loss: float) -> None:
-        if state["best_val_loss"] is None or val_loss < state["best_val_loss"]:
-            state["best_val_loss"], state["best_step"] = val_loss, state["step"]
-            atomic_torch_save(model.state_dict(), best_path)
-        patience = config.early_stopping_patience
-        if patience is not None and state["step"] - state["best_step"] >= patience:
-            state["stopped_early"] = True
+def _forward(run: _Run, images: "torch.Tensor", targets) -> tuple["torch.Tensor", "torch.Tensor"]:
+    """(loss, targets on the device) of one batch (autocast on CUDA, the loss in float32)."""
+    import torch
 
-    def save_checkpoint() -> None:
-        atomic_torch_save({
-            "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
-            "rng": capture_rng_state(), "config": config.fingerprint(),
-            "class_counts": counts.tolist(),
-            "epoch": state["epoch"], "step": state["step"],
-            "best_val_loss": state["best_val_loss"], "best_step": state["best_step"],
-            "stopped_early": state["stopped_early"], "history": json.dumps(state["history"]),
-            "format": "pathomics-train-checkpoint/1",
-        }, checkpoint_path)
+    targets = torch.as_tensor(targets, dtype=torch.long, device=run.device)
+    images = images.to(run.device, non_blocking=run.on_cuda)
+    if run.on_cuda and run.config.channels_last and images.ndim == 4:
+        images = images.contiguous(memory_format=torch.channels_last)
+    with torch.autocast(run.device.type, dtype=run.amp_dtype, enabled=run.amp_dtype is not None):
+        logits = run.model(images)
+    return run.criterion(logits.float(), targets), targets
 
-    model.train()
-    while state["epoch"] < config.epochs and not state["stopped_early"]:
-        epoch = state["epoch"]
-        loss_sum, n_batches, last_val = 0.0, 0, None
-        for images, targets in epoch_loader(epoch):
-            check_cancel()
-            targets = torch.as_tensor(targets, dtype=torch.long, device=device)
-            with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-                logits = model(to_device(images))
-            loss = criterion(logits.float(), targets)
-            if not torch.isfinite(loss):
-                raise UserError(f"training diverged: loss is {loss.item()} at epoch {epoch + 1}, "
-                                f"step {state['step'] + 1}; lower the learning rate")
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-            scheduler.step()
-            state["step"] += 1
-            loss_sum += loss.item()
-            n_batches += 1
-            if val_data is not None and state["step"] % config.val_interval == 0:
-                last_val = validate()
-                after_validation(last_val)
-                if state["stopped_early"]:
-                    break
-            report(state["step"] / total_steps,
-                   f"epoch {epoch + 1}/{config.epochs} step {state['step']}/{total_steps} "
-                   f"loss {loss.item():.4f}")
-        if val_data is not None and not state["stopped_early"] and (
-                last_val is None or state["step"] % config.val_interval != 0):
-            last_val = validate()
-            after_validation(last_val)
-        state["history"].append({
-            "epoch": epoch + 1, "step": state["step"],
-            "train_loss": loss_sum / max(n_batches, 1), "val_loss": last_val,
-            "lr": optimizer.param_groups[0]["lr"],
-        })
-        state["epoch"] = epoch + 1
-        save_checkpoint()
-        message = f"epoch {epoch + 1}/{config.epochs} done, train loss {loss_sum / max(n_batches, 1):.4f}"
-        if last_val is not None:
-            message += f", val loss {last_val:.4f}"
-        if state["stopped_early"]:
-            message += f" (early stop: no improvement since step {state['best_step']})"
-        report(1.0 if state["stopped_early"] else state["step"] / total_steps, message, force=True)
 
-    if val_data is not None and best_path.exists():
-        model.load_state_dict(torch.load(best_path, map_location=device, weights_only=True))
+def _train_one_epoch(run: _Run) -> None:
+    """One pass over the training batches, validating every ``val_interval`` iterations and
+    at the end; then the epoch's history row, a checkpoint and a progress report."""
+    state, config = run.progress, run.config
+    epoch = state.epoch
+    loss_sum, n_batches, last_val = 0.0, 0, None
+    for images, targets in _epoch_loader(run, epoch):
+        _check_cancel(run)
+        loss = _optimisation_step(run, images, targets)
+        loss_sum += loss
+        n_batches += 1
+        if run.val_data is not None and state.step % config.val_interval == 0:
+            last_val = _validate(run)
+            _record_validation(run, last_val)
+            if state.stopped_early:
+                break
+        run.report(state.step / run.total_steps,
+                   f"epoch {epoch + 1}/{config.epochs} step {state.step}/{run.total_steps} "
+                   f"loss {loss:.4f}")
+    if run.val_data is not None and not state.stopped_early and (
+            last_val is None or state.step % config.val_interval != 0):
+        last_val = _validate(run)
+        _record_validation(run, last_val)
+    train_loss = loss_sum / max(n_batches, 1)
+    state.history.append({
+        "epoch": epoch + 1, "step": state.step, "train_loss": train_loss, "val_loss": last_val,
+        "lr": run.optimizer.param_groups[0]["lr"],
+    })
+    state.epoch = epoch + 1
+    _save_checkpoint(run)
+    _report_epoch(run, epoch, train_loss, last_val)
+
+
+def _optimisation_step(run: _Run, images, targets) -> float:
+    """Forward, backward (scaled under fp16), optimiser and scheduler step; returns the loss.
+    UserError when the loss is not finite."""
+    import torch
+
+    loss, _ = _forward(run, images, targets)
+    if not torch.isfinite(loss):
+        raise UserError(f"training diverged: loss is {loss.item()} at epoch {run.progress.epoch + 1}, "
+                        f"step {run.progress.step + 1}; lower the learning rate")
+    run.optimizer.zero_grad(set_to_none=True)
+    run.scaler.scale(loss).backward()
+    run.scaler.step(run.optimizer)
+    run.scaler.update()
+    run.scheduler.step()
+    run.progress.step += 1
+    return loss.item()
+
+
+def _validate(run: _Run) -> float:
+    """Validation loss in eval mode: sum(w_i l_i) / sum(w_i) over all validation samples
+    (w_i = the class weight of y_i, or 1)."""
+    import torch
+    from torch.utils.data import DataLoader
+
+    run.model.eval()
+    total, weight = 0.0, 0.0
+    generator = torch.Generator().manual_seed(run.config.seed)
+    loader = DataLoader(run.val_data, shuffle=False, generator=generator, **run.loader_options)
+    with torch.no_grad():
+        for images, targets in loader:
+            _check_cancel(run)
+            loss, targets = _forward(run, images, targets)
+            batch_weight = (run.class_weights[targets].sum().item()
+                            if run.class_weights is not None else float(len(targets)))
+            total += loss.item() * batch_weight
+            weight += batch_weight
+    run.model.train()
+    return total / weight
+
+
+def _record_validation(run: _Run, val_loss: float) -> None:
+    """Keep the best weights in ``best.pt``; stop early after ``patience`` iterations
+    without improvement."""
+    state = run.progress
+    if state.best_val_loss is None or val_loss < state.best_val_loss:
+        state.best_val_loss, state.best_step = val_loss, state.step
+        atomic_torch_save(run.model.state_dict(), run.best_path)
+    patience = run.config.early_stopping_patience
+    if patience is not None and state.step - state.best_step >= patience:
+        state.stopped_early = True
+
+
+def _save_checkpoint(run: _Run) -> None:
+    """Everything a resumed run needs, written atomically to ``last.pt``."""
+    state = run.progress
+    atomic_torch_save({
+        "model": run.model.state_dict(), "optimizer": run.optimizer.state_dict(),
+        "scheduler": run.scheduler.state_dict(), "scaler": run.scaler.state_dict(),
+        "rng": capture_rng_state(), "config": run.config.fingerprint(),
+        "class_counts": run.counts.tolist(),
+        "epoch": state.epoch, "step": state.step,
+        "best_val_loss": state.best_val_loss, "best_step": state.best_step,
+        "stopped_early": state.stopped_early, "history": json.dumps(state.history),
+        "format": "pathomics-train-checkpoint/1",
+    }, run.checkpoint_path)
+
+
+def _report_epoch(run: _Run, epoch: int, train_loss: float, val_loss: float | None) -> None:
+    state = run.progress
+    message = f"epoch {epoch + 1}/{run.config.epochs} done, train loss {train_loss:.4f}"
+    if val_loss is not None:
+        message += f", val loss {val_loss:.4f}"
+    if state.stopped_early:
+        message += f" (early stop: no improvement since step {state.best_step})"
+    run.report(1.0 if state.stopped_early else state.step / run.total_steps, message, force=True)
+
+
+def _finish(run: _Run, resumed_from: int) -> TrainResult:
+    """Restore the best validation weights (when validated) and summarise the run."""
+    import torch
+
+    if run.val_data is not None and run.best_path.exists():
+        run.model.load_state_dict(torch.load(run.best_path, map_location=run.device,
+                                             weights_only=True))
+    state = run.progress
     return TrainResult(
-        epochs_completed=state["epoch"], steps=state["step"],
-        best_val_loss=state["best_val_loss"], best_step=state["best_step"],
-        stopped_early=state["stopped_early"], resumed_from_epoch=resumed_from,
-        seed=config.seed, device=str(device), checkpoint_path=str(checkpoint_path),
-        best_weights_path=str(best_path) if best_path.exists() else None,
-        history=state["history"],
+        epochs_completed=state.epoch, steps=state.step,
+        best_val_loss=state.best_val_loss, best_step=state.best_step,
+        stopped_early=state.stopped_early, resumed_from_epoch=resumed_from,
+        seed=run.config.seed, device=str(run.device), checkpoint_path=str(run.checkpoint_path),
+        best_weights_path=str(run.best_path) if run.best_path.exists() else None,
+        history=state.history,
     )
 
 

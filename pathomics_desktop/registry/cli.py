@@ -45,7 +45,12 @@ def register(sub) -> None:
     p.add_argument("--kind", choices=["patients", "followup"], help="default: from the columns")
     p.add_argument("--mapping", metavar="FILE|NAME",
                    help="column mapping (JSON file, or a name saved in the project's mappings/)")
-    p.add_argument("--save-mapping", metavar="NAME", help="save --mapping FILE in the project under NAME")
+    p.add_argument("--save-mapping", metavar="NAME",
+                   help="save --mapping FILE (with --redcap-dictionary: the mapping proposed from it) "
+                        "in the project under NAME")
+    p.add_argument("--redcap-dictionary", metavar="DICTIONARY.csv",
+                   help="FILE is a REDCap raw export: decode it with the project's REDCap data dictionary "
+                        "and import its patients and repeating follow-up visits in one step")
     p.add_argument("--reason", help="reason for the change (needed to change locked patients)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     add_project_option(p)
@@ -146,32 +151,37 @@ def _resolve_mapping(project, value: str | None):
     from pathlib import Path
 
     from pathomics_desktop.errors import UserError
-    from pathomics_desktop.registry.importer import ColumnMapping
+    from pathomics_desktop.registry.importer import ColumnMapping, mapping_path
 
     if not value:
         return None
     path = Path(value)
     if path.suffix.lower() == ".json" or path.exists():
         return ColumnMapping.load(path)
-    saved = project.root / "mappings" / f"{value}.json"
+    saved = mapping_path(project.root, value)
     if not saved.exists():
         raise UserError(f"mapping {value!r} not found (no file, and not saved in {saved.parent})")
     return ColumnMapping.load(saved)
 
 
 def cmd_import(args) -> int:
-    from pathomics_desktop.registry.importer import import_file
+    from pathomics_desktop.registry.importer import import_file, save_mapping
+    from pathomics_desktop.registry.redcap import import_redcap, load_export
 
     with opened_registry(args) as (project, registry):
         mapping = _resolve_mapping(project, args.mapping)
+        if args.redcap_dictionary and args.save_mapping:
+            mapping = load_export(registry, args.file, args.redcap_dictionary, mapping=mapping)[1].mapping
         if args.save_mapping and mapping is not None:
-            mapping.name = args.save_mapping
-            saved = mapping.save(project.root / "mappings" / f"{args.save_mapping}.json")
+            saved = save_mapping(project.root, mapping, args.save_mapping)
             print(f"mapping saved as {saved}", file=sys.stderr)
-        report = import_file(registry, args.file, kind=args.kind, mapping=mapping,
-                             dry_run=args.dry_run, reason=args.reason,
-                             development_center=project.settings["study"].get("development_center", ""),
-                             synthetic=bool(project.settings["project"].get("synthetic")))
+        options = dict(mapping=mapping, dry_run=args.dry_run, reason=args.reason,
+                       development_center=project.settings["study"].get("development_center", ""),
+                       synthetic=bool(project.settings["project"].get("synthetic")))
+        if args.redcap_dictionary:
+            report = import_redcap(registry, args.file, args.redcap_dictionary, **options)
+        else:
+            report = import_file(registry, args.file, kind=args.kind, **options)
     if args.json:
         print(json.dumps(report.to_dict(), default=str, indent=2))
     else:

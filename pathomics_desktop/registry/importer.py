@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 import zipfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -78,6 +79,10 @@ class ImportReport:
     updated: int = 0
     unchanged: int = 0
     changed_fields: int = 0
+    #: follow-up visits written beside the patients by a combined import (REDCap)
+    visits_created: int = 0
+    visits_updated: int = 0
+    visits_unchanged: int = 0
     issues: list[ImportIssue] = field(default_factory=list)
 
     @property
@@ -100,8 +105,12 @@ class ImportReport:
                 f"{len(self.warnings)} warnings.")
         if self.errors:
             return head + " Nothing was written."
+        visits = ""
+        if self.visits_created or self.visits_updated or self.visits_unchanged:
+            visits = (f"; follow-up visits: {self.visits_created} created, {self.visits_updated} updated, "
+                      f"{self.visits_unchanged} unchanged")
         return (head + f" {self.created} created, {self.updated} updated "
-                f"({self.changed_fields} fields), {self.unchanged} unchanged {verb} written"
+                f"({self.changed_fields} fields), {self.unchanged} unchanged{visits} {verb} written"
                 + (" (dry run: nothing was written)." if self.dry_run else "."))
 
     def to_dict(self) -> dict[str, Any]:
@@ -161,6 +170,28 @@ class ColumnMapping:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(asdict(self), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
         return path
+
+
+MAPPINGS_FOLDER = "mappings"
+
+
+def mapping_path(project_root: str | Path, name: str) -> Path:
+    """Where a project keeps the mapping saved under ``name`` (``mappings/<name>.json``)."""
+    return Path(project_root) / MAPPINGS_FOLDER / f"{name}.json"
+
+
+def saved_mappings(project_root: str | Path) -> list[str]:
+    """The names of the project's saved mappings (``--save-mapping``), sorted."""
+    folder = Path(project_root) / MAPPINGS_FOLDER
+    return sorted(p.stem for p in folder.glob("*.json")) if folder.is_dir() else []
+
+
+def save_mapping(project_root: str | Path, mapping: ColumnMapping, name: str) -> Path:
+    """Save ``mapping`` in the project under ``name`` (a plain file name, no folders)."""
+    if not name or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9 _.\-]{0,63}", name):
+        raise UserError(f"mapping name {name!r}: use letters, digits, spaces, '_', '.' or '-'")
+    mapping.name = name
+    return mapping.save(mapping_path(project_root, name))
 
 
 # -- reading -------------------------------------------------------------------------------
@@ -240,26 +271,58 @@ def import_file(registry, path: str | Path, *, kind: str | None = None,
         frame = _apply_mapping(frame, mapping, report)
     report.kind = kind or detect_kind(list(frame.columns))
     report.rows = len(frame)
+    return import_tables(registry, report, [ImportTable(report.kind, frame)], dry_run=dry_run,
+                         user=user, reason=reason, development_center=development_center,
+                         synthetic=synthetic)
+
+
+@dataclass
+class ImportTable:
+    """One canonical table of a (possibly combined) import.
+
+    ``kind`` is ``patients`` or ``followup``; ``numbers`` are the spreadsheet row numbers of
+    the frame's rows (default: row index + 2, the header being row 1); ``counts`` names the
+    report counters the writes go to (``""``: created/updated/unchanged, ``"visits_"``:
+    visits_created/...)."""
+
+    kind: str
+    frame: Any
+    numbers: list[int] | None = None
+    counts: str = ""
+
+
+def import_tables(registry, report: ImportReport, tables: list[ImportTable], *, dry_run: bool = False,
+                  user: str = "", reason: str | None = None, development_center: str = "",
+                  synthetic: bool = False, derive_summary: bool = False) -> ImportReport:
+    """Validate every table, then write them all in ONE transaction (in the given order:
+    patients before their visits). Any error in any table leaves the registry untouched; the
+    dry run performs the writes and rolls them back.
+
+    With ``derive_summary`` the follow-up summary of every patient that got visits (last
+    follow-up, vital status, death, recurrence) is derived from all of the patient's visits
+    with :func:`~pathomics_desktop.cohort.endpoints.summarise` and stored (audited)."""
     with registry.session(user=user, reason=reason) as session:
         book = Codebook.for_session(session)
-        if report.kind == "followup":
-            rows = _validate_followup(frame, report, book)
-        else:
-            rows = _validate_patients(frame, report, book)
+        validated = []
+        for table in tables:
+            validate = _validate_followup if table.kind == "followup" else _validate_patients
+            validated.append((table, validate(table.frame, report, book, numbers=table.numbers)))
     if report.errors:
         return report
-    context = f"import {path.name}" + (f": {reason}" if reason else "")
+    context = f"import {report.file}" + (f": {reason}" if reason else "")
     try:
         with registry.session(user=user, reason=reason) as session:
             session.info["audit_context"] = context
-            if report.kind == "followup":
-                _write_followup(session, rows, report)
-            else:
-                _write_patients(session, rows, report, book, development_center, synthetic,
-                                has_reason=bool(reason))
-            if report.errors:
-                raise _Abort()
-            session.flush()
+            for table, rows in validated:
+                if table.kind == "followup":
+                    _write_followup(session, rows, report, counts=table.counts, book=book,
+                                    derive_summary=derive_summary)
+                else:
+                    _write_patients(session, rows, report, book, development_center, synthetic,
+                                    has_reason=bool(reason), counts=table.counts)
+                if report.errors:
+                    raise _Abort()
+                session.flush()
             if dry_run:
                 raise _Abort()
         report.committed = True
@@ -270,6 +333,12 @@ def import_file(registry, path: str | Path, *, kind: str | None = None,
     except SQLAlchemyError as exc:
         report.error(None, None, None, f"the database refused the import: {exc.orig if hasattr(exc, 'orig') else exc}")
     return report
+
+
+def _bump(report: ImportReport, counts: str, name: str, n: int = 1) -> None:
+    """Add ``n`` to the report counter ``counts + name`` (``created``, ``visits_created``...)."""
+    attr = counts + name
+    setattr(report, attr, getattr(report, attr) + n)
 
 
 class _Abort(Exception):
@@ -303,12 +372,13 @@ def _check_header(frame, report: ImportReport, allowed: set[str], required: tupl
     return [c for c in columns if c in allowed]
 
 
-def _parse_cells(frame, report: ImportReport, variables: dict[str, Variable]) -> list[_Row]:
+def _parse_cells(frame, report: ImportReport, variables: dict[str, Variable],
+                 numbers: list[int] | None = None) -> list[_Row]:
     rows: list[_Row] = []
     names = list(variables)
     records = frame[names].to_dict("records") if names else [{}] * len(frame)
     for index, record in enumerate(records):
-        number = index + 2  # header is row 1
+        number = numbers[index] if numbers is not None else index + 2  # header is row 1
         values: dict[str, Any] = {}
         for name in names:
             var = variables[name]
@@ -338,13 +408,14 @@ def _check_duplicates(rows: list[_Row], report: ImportReport, key=lambda r: r.va
             first[k] = row.number
 
 
-def _validate_patients(frame, report: ImportReport, book: Codebook) -> list[_Row]:
+def _validate_patients(frame, report: ImportReport, book: Codebook, *,
+                       numbers: list[int] | None = None) -> list[_Row]:
     allowed = {v.name for v in book}
     columns = _check_header(frame, report, allowed, ("study_id",))
     if report.errors:
         return []
     variables = {c: book[c] for c in columns}
-    rows = _parse_cells(frame, report, variables)
+    rows = _parse_cells(frame, report, variables, numbers)
     for row in rows:
         if row.values.get("study_id") is None and "study_id" not in [i.column for i in report.errors if i.row == row.number]:
             report.error(row.number, "study_id", None, "study_id is empty")
@@ -391,13 +462,14 @@ def _problem_column(problem: str) -> str:
     return "last_followup_date"
 
 
-def _validate_followup(frame, report: ImportReport, book: Codebook) -> list[_Row]:
+def _validate_followup(frame, report: ImportReport, book: Codebook, *,
+                       numbers: list[int] | None = None) -> list[_Row]:
     allowed = set(FOLLOWUP_COLUMNS)
     columns = _check_header(frame, report, allowed, ("study_id", "visit_date"))
     if report.errors:
         return []
     variables = {c: (VISIT_DATE if c == "visit_date" else book[c]) for c in columns}
-    rows = _parse_cells(frame, report, variables)
+    rows = _parse_cells(frame, report, variables, numbers)
     for row in rows:
         if row.values.get("study_id") is None:
             report.error(row.number, "study_id", None, "study_id is empty")
@@ -418,7 +490,8 @@ def _validate_followup(frame, report: ImportReport, book: Codebook) -> list[_Row
 
 # -- writing -------------------------------------------------------------------------------
 def _write_patients(session, rows: list[_Row], report: ImportReport, book: Codebook,
-                    development_center: str, synthetic: bool, *, has_reason: bool) -> None:
+                    development_center: str, synthetic: bool, *, has_reason: bool,
+                    counts: str = "") -> None:
     ids = [r.values["study_id"] for r in rows]
     existing: dict[str, Patient] = {}
     for chunk in range(0, len(ids), 900):
@@ -440,7 +513,7 @@ def _write_patients(session, rows: list[_Row], report: ImportReport, book: Codeb
         changes = [name for name, value in values.items()
                    if name != "study_id" and get_value(patient, book[name]) != value]
         if not changes:
-            report.unchanged += 1
+            _bump(report, counts, "unchanged")
             continue
         if patient.locked and not has_reason:
             report.error(row.number, changes[0], values.get(changes[0]),
@@ -449,13 +522,14 @@ def _write_patients(session, rows: list[_Row], report: ImportReport, book: Codeb
             continue
         for name in changes:
             set_value(session, patient, book[name], values[name], centers=centers, custom=custom)
-        report.updated += 1
+        _bump(report, counts, "updated")
         report.changed_fields += len(changes)
     if report.errors:
         return
     session.flush()
     _insert_new_patients(session, fresh, book, centers, custom, synthetic)
-    report.created += len(fresh)
+    _bump(report, counts, "created", len(fresh))
+    session.info.setdefault("created_study_ids", set()).update(r.values["study_id"] for r in fresh)
     # follow-up consistency against what is now stored (other visits included)
     for row in rows:
         patient = existing.get(row.values["study_id"])
@@ -506,7 +580,8 @@ def _check_stored_followup(patient: Patient, row_number: int, report: ImportRepo
         report.error(row_number, _problem_column(problem), None, problem)
 
 
-def _write_followup(session, rows: list[_Row], report: ImportReport) -> None:
+def _write_followup(session, rows: list[_Row], report: ImportReport, *, counts: str = "",
+                    book: Codebook | None = None, derive_summary: bool = False) -> None:
     ids = sorted({r.values["study_id"] for r in rows})
     patients: dict[str, Patient] = {}
     for chunk in range(0, len(ids), 900):
@@ -527,25 +602,59 @@ def _write_followup(session, rows: list[_Row], report: ImportReport) -> None:
                 report.error(row.number, "study_id", sid, f"patient {sid} is locked: import with a reason")
                 continue
             patient.followups.append(FollowUpVisit(source="visit", visit_date=row.values["visit_date"], **fields))
-            report.created += 1
+            _bump(report, counts, "created")
         else:
             changes = {k: v for k, v in fields.items() if getattr(visit, k) != v}
             if not changes:
-                report.unchanged += 1
+                _bump(report, counts, "unchanged")
+                if derive_summary:
+                    touched.setdefault(sid, row.number)
                 continue
             if patient.locked and not session.info.get("reason"):
                 report.error(row.number, next(iter(changes)), None, f"patient {sid} is locked: import with a reason")
                 continue
             for k, v in changes.items():
                 setattr(visit, k, v)
-            report.updated += 1
+            _bump(report, counts, "updated")
             report.changed_fields += len(changes)
         touched[sid] = row.number
     if report.errors:
         return
     session.flush()
+    if derive_summary:
+        book = book or Codebook.for_session(session)
+        created = session.info.get("created_study_ids", set())
+        for sid in touched:
+            changed = derive_followup_summary(session, patients[sid], book)
+            if sid not in created:  # a new patient's summary is part of the new patient
+                report.changed_fields += len(changed)
+        session.flush()
     for sid, number in touched.items():
         _check_stored_followup(patients[sid], number, report)
+
+
+SUMMARY_FIELDS = ("last_followup_date", "vital_status", "death_date", "recurrence", "recurrence_date")
+
+
+def derive_followup_summary(session, patient: Patient, book: Codebook) -> list[str]:
+    """Store the patient's follow-up summary derived from ALL their visits.
+
+    :func:`~pathomics_desktop.cohort.endpoints.summarise`: last follow-up = the latest visit
+    date, dead when any visit says so (death date = the earliest recorded one), recurrence
+    when any visit says so (date = the earliest recorded one). Unknown parts stay as they
+    are. Written through :func:`set_value` (audited); returns the changed variables."""
+    fu = summarise([Visit(v.visit_date, v.vital_status, v.recurrence, v.recurrence_date, v.death_date)
+                    for v in patient.followups])
+    derived = {"last_followup_date": fu.last_followup_date,
+               "vital_status": None if fu.dead is None else ("dead" if fu.dead else "alive"),
+               "death_date": fu.death_date, "recurrence": fu.recurrence,
+               "recurrence_date": fu.recurrence_date}
+    changed = []
+    for name in SUMMARY_FIELDS:  # last_followup_date first: it is the summary visit's date
+        value = derived[name]
+        if value is not None and set_value(session, patient, book[name], value):
+            changed.append(name)
+    return changed
 
 
 def today() -> dt.date:  # pragma: no cover - trivial

@@ -14,7 +14,7 @@ from pathomics_desktop.project import Project
 from pathomics_desktop.registry import audit as _audit  # noqa: F401  (registers the audit hooks)
 from pathomics_desktop.registry.codebook import CellError, Codebook, validate_new_variable
 from pathomics_desktop.registry.database import Registry, open_registry
-from pathomics_desktop.registry.models import AuditEvent, Center, CodebookVariable, Patient
+from pathomics_desktop.registry.models import AuditEvent, Center, CodebookVariable, FollowUpVisit, Patient
 from pathomics_desktop.registry.records import patient_query, set_value
 
 EXPORT_SUFFIXES = (".csv", ".xlsx", ".parquet")
@@ -48,27 +48,104 @@ def get_patient(session, study_id: str) -> Patient:
     return patient
 
 
-def edit_value(registry: Registry, study_id: str, variable: str, raw: Any, *, user: str = "",
-               reason: str | None = None) -> tuple[Any, Any]:
-    """Change one value of a patient (validated by the codebook); returns (old, new)."""
+class NoteRequired(UserError):
+    """A value outside its soft limits: accepted only with a note (the audit reason).
+
+    ``warnings`` maps each variable (or visit field) to its soft-limit warning."""
+
+    def __init__(self, message: str, warnings: dict[str, str]):
+        super().__init__(message)
+        self.warnings = dict(warnings)
+
+
+class ReasonRequired(UserError):
+    """A change to a locked patient record without a reason for the change."""
+
+
+def _reason_for(note: str | None, reason: str | None) -> str | None:
+    """The audit reason of one field: its soft-limit note and the reason for change."""
+    parts = [p.strip() for p in (note, reason) if p and p.strip()]
+    return "; ".join(dict.fromkeys(parts)) or None
+
+
+def _require_notes(study_id: str, warnings: dict[str, str], notes: dict[str, str],
+                   labels: dict[str, str]) -> None:
+    """Raise :class:`NoteRequired` for every soft-limit warning without a note."""
+    missing = {k: w for k, w in warnings.items() if not (notes.get(k) or "").strip()}
+    if missing:
+        listed = "; ".join(f"{labels.get(k, k)}: {w}" for k, w in missing.items())
+        raise NoteRequired(f"patient {study_id}: a value outside the expected range needs a note "
+                           f"({listed})", missing)
+
+
+def _require_reason_if_locked(patient: Patient, reason: str | None) -> None:
+    if patient.locked and not (reason or "").strip():
+        raise ReasonRequired(f"patient {patient.study_id} is locked: changing it needs a reason")
+
+
+def parse_edit(book: Codebook, study_id: str, variable: str, raw: Any) -> tuple[Any, str | None]:
+    """Validate one proposed value: (canonical value, soft-limit warning or None).
+
+    Raises :class:`UserError` naming the patient and variable for an unknown or read-only
+    variable and for a hard problem (type, code, hard limit)."""
+    if variable not in book:
+        raise UserError(f"unknown variable {variable!r} (not in the codebook)")
+    var = book[variable]
+    if var.name == "study_id":
+        raise UserError("study_id cannot be edited")
+    try:
+        return var.parse(raw)
+    except CellError as exc:
+        raise UserError(f"patient {study_id}, {variable}: {exc}") from None
+
+
+def edit_values(registry: Registry, study_id: str, values: dict[str, Any], *, user: str = "",
+                reason: str | None = None, notes: dict[str, str] | None = None,
+                require_notes: bool = False) -> dict[str, tuple[Any, Any]]:
+    """Change several values of one patient in ONE transaction; returns {variable: (old, new)}.
+
+    Each value is validated by the codebook (:func:`parse_edit`); nothing is written when one
+    fails. Every changed field gets its own audit row whose reason is the field's note
+    (``notes[variable]``) joined with ``reason``. With ``require_notes`` a soft-limit warning
+    without a note raises :class:`NoteRequired` (the GUI's rule; the CLI accepts the value and
+    prints nothing). A locked patient needs a ``reason`` (:class:`ReasonRequired`)."""
+    notes = notes or {}
     with registry.session(user=user, reason=reason) as session:
         book = Codebook.for_session(session)
-        if variable not in book:
-            raise UserError(f"unknown variable {variable!r} (not in the codebook)")
-        var = book[variable]
-        if var.name == "study_id":
-            raise UserError("study_id cannot be edited")
-        try:
-            value, _warning = var.parse(raw)
-        except CellError as exc:
-            raise UserError(f"patient {study_id}, {variable}: {exc}") from None
+        parsed: dict[str, Any] = {}
+        warnings: dict[str, str] = {}
+        for variable, raw in values.items():
+            parsed[variable], warning = parse_edit(book, study_id, variable, raw)
+            if warning:
+                warnings[variable] = warning
+        if require_notes:
+            _require_notes(study_id, warnings, notes, {v: book[v].label for v in warnings})
         patient = get_patient(session, study_id)
+        _require_reason_if_locked(patient, reason)
         from pathomics_desktop.registry.records import get_value
 
-        old = get_value(patient, var)
-        set_value(session, patient, var, value)
-        session.flush()
-        return old, value
+        changes: dict[str, tuple[Any, Any]] = {}
+        for variable, value in parsed.items():
+            var = book[variable]
+            old = get_value(patient, var)
+            session.info["reason"] = _reason_for(notes.get(variable), reason)
+            set_value(session, patient, var, value)
+            session.flush()  # audit rows now, with this field's reason
+            changes[variable] = (old, value)
+        session.info["reason"] = reason
+        return changes
+
+
+def edit_value(registry: Registry, study_id: str, variable: str, raw: Any, *, user: str = "",
+               reason: str | None = None, note: str | None = None,
+               require_note: bool = False) -> tuple[Any, Any]:
+    """Change one value of a patient (validated by the codebook); returns (old, new).
+
+    ``note`` explains a value outside the soft limits (required with ``require_note``);
+    the audit row's reason is the note joined with ``reason``. See :func:`edit_values`."""
+    changes = edit_values(registry, study_id, {variable: raw}, user=user, reason=reason,
+                          notes={variable: note} if note else None, require_notes=require_note)
+    return changes[variable]
 
 
 def set_lock(registry: Registry, study_id: str, locked: bool, *, user: str = "",
@@ -140,6 +217,250 @@ def audit_history(registry: Registry, study_id: str | None = None, *, table: str
             query = query.where(AuditEvent.record_id == str(record_id))
         rows = list(session.scalars(query))
         return rows[-limit:] if limit else rows
+
+
+# -- follow-up visits ------------------------------------------------------------------------
+VISIT_FIELDS = ("visit_date", "vital_status", "recurrence", "recurrence_date", "death_date")
+
+
+def _visit_variables(book: Codebook) -> dict[str, Any]:
+    from pathomics_desktop.registry.importer import VISIT_DATE
+
+    return {name: VISIT_DATE if name == "visit_date" else book[name] for name in VISIT_FIELDS}
+
+
+def parse_visit(book: Codebook, study_id: str, fields: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
+    """Validate a follow-up visit's fields with the codebook (the follow-up import's rules):
+    (canonical values, soft-limit warnings by field). The visit date is required. Raises
+    :class:`UserError` naming the patient and field for a hard problem."""
+    variables = _visit_variables(book)
+    unknown = sorted(set(fields) - set(VISIT_FIELDS))
+    if unknown:
+        raise UserError(f"patient {study_id}: unknown visit field(s) {', '.join(unknown)} "
+                        f"(accepted: {', '.join(VISIT_FIELDS)})")
+    values: dict[str, Any] = {}
+    warnings: dict[str, str] = {}
+    for name in VISIT_FIELDS:
+        try:
+            value, warning = variables[name].parse(fields.get(name))
+        except CellError as exc:
+            raise UserError(f"patient {study_id}, visit {name}: {exc}") from None
+        values[name] = value
+        if warning:
+            warnings[name] = warning
+    if values["visit_date"] is None:
+        raise UserError(f"patient {study_id}: a follow-up visit needs a visit date")
+    return values, warnings
+
+
+def visit_values(visit) -> dict[str, Any]:
+    """A :class:`FollowUpVisit` as plain values (``id``, ``source`` and :data:`VISIT_FIELDS`)."""
+    return {"id": visit.id, "source": visit.source, **{k: getattr(visit, k) for k in VISIT_FIELDS}}
+
+
+def _find_visit(patient: Patient, study_id: str, visit_date: dt.date):
+    for visit in patient.followups:
+        if visit.source == "visit" and visit.visit_date == visit_date:
+            return visit
+    raise UserError(f"patient {study_id} has no follow-up visit on {visit_date}")
+
+
+def _check_followup(patient: Patient, visit_date: dt.date | None) -> None:
+    """The follow-up import's consistency rules, and a visit date after surgery."""
+    from pathomics_desktop.cohort.endpoints import FollowUpError, Visit, check_consistency, summarise
+
+    visits = [Visit(v.visit_date, v.vital_status, v.recurrence, v.recurrence_date, v.death_date)
+              for v in patient.followups]
+    surgery = patient.surgery.surgery_date if patient.surgery else None
+    who = f"patient {patient.study_id}"
+    problems = check_consistency(who, surgery, summarise(visits))
+    if surgery is not None and visit_date is not None and visit_date < surgery:
+        problems.insert(0, f"{who}: visit date {visit_date} is before surgery ({surgery})")
+    if problems:
+        raise FollowUpError("; ".join(problems))
+
+
+def _write_visit(registry: Registry, study_id: str, visit_date: dt.date | None, fields: dict[str, Any] | None,
+                 *, user: str, reason: str | None, notes: dict[str, str] | None, require_notes: bool,
+                 check: bool) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+    """Add (``visit_date`` None), change or delete (``fields`` None) one ``source='visit'``
+    visit in one transaction; returns (old values, new values)."""
+    notes = notes or {}
+    with registry.session(user=user, reason=reason) as session:
+        book = Codebook.for_session(session)
+        values, warnings = parse_visit(book, study_id, fields) if fields is not None else ({}, {})
+        if require_notes:
+            _require_notes(study_id, warnings, notes, {k: f"visit {k}" for k in warnings})
+        patient = get_patient(session, study_id)
+        _require_reason_if_locked(patient, reason)
+        session.info["reason"] = _reason_for("; ".join(notes[k] for k in warnings if notes.get(k)), reason)
+        old = None
+        if visit_date is None:
+            clash = [v for v in patient.followups if v.source == "visit" and v.visit_date == values["visit_date"]]
+            if clash:
+                raise UserError(f"patient {study_id} already has a follow-up visit on {values['visit_date']}")
+            visit = FollowUpVisit(source="visit", **values)
+            patient.followups.append(visit)
+        else:
+            visit = _find_visit(patient, study_id, visit_date)
+            old = visit_values(visit)
+            if fields is None:
+                patient.followups.remove(visit)
+                session.delete(visit)
+            else:
+                if values["visit_date"] != visit_date and any(
+                        v.source == "visit" and v.visit_date == values["visit_date"] for v in patient.followups):
+                    raise UserError(f"patient {study_id} already has a follow-up visit on {values['visit_date']}")
+                for key, value in values.items():
+                    setattr(visit, key, value)
+        session.flush()
+        if check:
+            _check_followup(patient, values.get("visit_date"))
+        return old, (visit_values(visit) if fields is not None else None)
+
+
+def add_visit(registry: Registry, study_id: str, fields: dict[str, Any], *, user: str = "",
+              reason: str | None = None, notes: dict[str, str] | None = None,
+              require_notes: bool = False, check: bool = True) -> dict[str, Any]:
+    """Add a follow-up visit (``visit_date`` and any of vital status, recurrence and their
+    dates), validated like the follow-up import; with ``check`` the patient's follow-up must
+    stay consistent (:func:`~pathomics_desktop.cohort.endpoints.check_consistency`).
+    Returns the stored visit's values."""
+    return _write_visit(registry, study_id, None, fields, user=user, reason=reason, notes=notes,
+                        require_notes=require_notes, check=check)[1]
+
+
+def edit_visit(registry: Registry, study_id: str, visit_date: Any, fields: dict[str, Any], *,
+               user: str = "", reason: str | None = None, notes: dict[str, str] | None = None,
+               require_notes: bool = False, check: bool = True) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Replace the fields of the patient's visit on ``visit_date``; returns (old, new)."""
+    day = _visit_day(study_id, visit_date)
+    return _write_visit(registry, study_id, day, fields, user=user, reason=reason, notes=notes,
+                        require_notes=require_notes, check=check)
+
+
+def delete_visit(registry: Registry, study_id: str, visit_date: Any, *, user: str = "",
+                 reason: str | None = None, check: bool = True) -> dict[str, Any]:
+    """Delete the patient's visit on ``visit_date``; returns its values (to restore it)."""
+    day = _visit_day(study_id, visit_date)
+    return _write_visit(registry, study_id, day, None, user=user, reason=reason, notes=None,
+                        require_notes=False, check=check)[0]
+
+
+def _visit_day(study_id: str, raw: Any) -> dt.date:
+    from pathomics_desktop.registry.importer import VISIT_DATE
+
+    try:
+        day, _ = VISIT_DATE.parse(raw)
+    except CellError as exc:
+        raise UserError(f"patient {study_id}, visit date: {exc}") from None
+    if day is None:
+        raise UserError(f"patient {study_id}: which visit? (no visit date given)")
+    return day
+
+
+def list_visits(registry: Registry, study_id: str) -> list[dict[str, Any]]:
+    """Every follow-up record of a patient (the summary and the visits), by date."""
+    with registry.session() as session:
+        patient = get_patient(session, study_id)
+        return [visit_values(v) for v in patient.followups]
+
+
+# -- one patient for a form --------------------------------------------------------------
+def load_patient_record(registry: Registry, study_id: str, *,
+                        include_identifiers: bool = False) -> dict[str, Any]:
+    """Everything a patient form shows: the codebook, the values by variable (identifiers
+    only when asked for), the follow-up records, the slides' QC status and the lock."""
+    from sqlalchemy.orm import selectinload
+
+    from pathomics_desktop.registry.records import patient_values
+
+    with registry.session() as session:
+        book = Codebook.for_session(session)
+        patient = session.scalars(patient_query().options(selectinload(Patient.slides))
+                                  .where(Patient.study_id == study_id)).first()
+        if patient is None:
+            raise UserError(f"patient {study_id!r} not found")
+        return {
+            "study_id": patient.study_id, "codebook": book, "locked": bool(patient.locked),
+            "complete": bool(patient.complete), "synthetic": bool(patient.synthetic),
+            "center_role": patient.center.role if patient.center else None,
+            "values": patient_values(patient, book, include_identifiers=include_identifiers),
+            "visits": [visit_values(v) for v in patient.followups],
+            "slide_qc": [s.qc_status for s in patient.slides],
+        }
+
+
+# -- the history of one field ------------------------------------------------------------
+def _json_field(text: str | None, key: str) -> str | None:
+    import json
+
+    if not text:
+        return None
+    try:
+        return json.loads(text).get(key)
+    except (ValueError, AttributeError):
+        return None
+
+
+def field_history(registry: Registry, study_id: str, variable: str) -> list[dict[str, Any]]:
+    """Who changed a patient's variable, when, from what to what and why, oldest first.
+
+    Reads the audit trail of the table and column behind the variable's storage: updates of
+    that column, and the inserts and deletes of the record holding it (the value taken from
+    the record's JSON). Each row: ``at, user, action, old, new, reason``."""
+    from pathomics_desktop.registry.records import LAB_FIELDS, ONE_TO_ONE, SUMMARY_SOURCE
+
+    with registry.session() as session:
+        book = Codebook.for_session(session)
+        if variable not in book:
+            raise UserError(f"unknown variable {variable!r} (not in the codebook)")
+        var = book[variable]
+        table, _, column = var.storage.partition(".")
+        centers = {str(c.id): c.code for c in session.scalars(select(Center))}
+        #: which records of the table hold the variable (None: every record of the patient)
+        holds: Any = None
+        if var.is_custom:
+            definition = session.scalars(select(CodebookVariable).where(CodebookVariable.name == variable)).first()
+            wanted = str(definition.id) if definition is not None else ""
+            table_name, column = "variable_values", "value"
+            holds = lambda snap: _json_field(snap, "variable_id") == wanted  # noqa: E731
+        elif table == "labs":
+            test, column, _unit = LAB_FIELDS[column]
+            table_name = "lab_results"
+            holds = lambda snap: (_json_field(snap, "test") == test  # noqa: E731
+                                  and _json_field(snap, "preoperative") == "true")
+        elif table == "followup":
+            table_name = "followup_visits"
+            holds = lambda snap: _json_field(snap, "source") == SUMMARY_SOURCE  # noqa: E731
+        elif table == "patients":
+            table_name, column = "patients", ("center_id" if column == "center" else column)
+        else:
+            table_name = ONE_TO_ONE[table][1].__tablename__
+    events = audit_history(registry, study_id, table=table_name)
+
+    def shown(value: str | None) -> str | None:
+        return centers.get(value, value) if column == "center_id" and value is not None else value
+
+    records: set[str] = set()
+    out: list[dict[str, Any]] = []
+    for e in events:
+        if e.action in ("insert", "delete"):
+            snapshot = e.new_value if e.action == "insert" else e.old_value
+            if holds is not None and not holds(snapshot):
+                continue
+            records.add(e.record_id)
+            value = shown(_json_field(snapshot, column))
+            if value is None:
+                continue
+            old, new = (None, value) if e.action == "insert" else (value, None)
+        elif e.field == column and (holds is None or e.record_id in records):
+            old, new = shown(e.old_value), shown(e.new_value)
+        else:
+            continue
+        out.append({"at": e.at, "user": e.user, "action": e.action, "old": old, "new": new,
+                    "reason": e.reason})
+    return out
 
 
 def export_cohort(registry: Registry, out: str | Path, *, include_identifiers: bool = False,

@@ -277,3 +277,22 @@ def add_slides_job(project, params: dict[str, Any], ctx) -> dict[str, Any]:
     finally:
         registry.dispose()
     return report.to_dict()
+
+
+def slide_roi_classes(project, slide_id: int) -> dict[str, Any] | None:
+    """The classes of a slide's stored ROI (``<project>/rois/<slide_id>.geojson``, every class
+    kept for display) and which of them tiling uses under the project's ``[slides]``
+    settings: ``RoiSelection.to_dict()`` plus ``path``; ``{"path", "error"}`` when the file
+    no longer gives a region to tile; None without an ROI."""
+    from pathomics_desktop.slides.jobs import roi_class_settings, roi_path_for
+    from pathomics_desktop.slides.roi import load_roi_selection
+
+    path = roi_path_for(project, slide_id)
+    if not path.is_file():
+        return None
+    roi_classes, exclude_classes = roi_class_settings(project)
+    try:
+        selection = load_roi_selection(path, roi_classes=roi_classes, exclude_classes=exclude_classes)
+    except UserError as exc:
+        return {"path": str(path), "error": str(exc)}
+    return {"path": str(path), **selection.to_dict()}

@@ -10,6 +10,7 @@ from pathomics_desktop.registry.cli import add_project_option, opened_registry
 
 def register(sub) -> None:
     from pathomics_desktop.cli import command_group
+    from pathomics_desktop.slides.cli import add_roi_class_options
 
     ssub = command_group(sub, "slides", "whole-slide images: registry, metadata, QC, tiling")
 
@@ -42,9 +43,11 @@ def register(sub) -> None:
     add_project_option(p)
     p.set_defaults(func=cmd_qc)
 
-    p = ssub.add_parser("roi", help="attach a QuPath GeoJSON tumour ROI to a registered slide")
+    p = ssub.add_parser("roi", help="attach a QuPath GeoJSON tumour ROI to a registered slide "
+                                    "(lists its classes and which are tiled: [slides] roi_classes)")
     p.add_argument("slide", help="slide id or path")
     p.add_argument("geojson")
+    p.add_argument("--json", action="store_true", help="the stored path and the classes as JSON")
     add_project_option(p)
     p.set_defaults(func=cmd_roi)
 
@@ -53,6 +56,7 @@ def register(sub) -> None:
     p.add_argument("--tile-size", type=int)
     p.add_argument("--mpp", type=float, dest="target_mpp")
     p.add_argument("--tissue-threshold", type=float)
+    add_roi_class_options(p, default="the project's [slides] roi_classes")
     add_project_option(p)
     p.set_defaults(func=cmd_tile)
 
@@ -121,8 +125,12 @@ def cmd_roi(args) -> int:
     from pathomics_desktop.slides.jobs import import_roi
 
     with opened_registry(args) as (project, registry):
-        target = import_roi(registry, project, args.slide, args.geojson)
-    print(f"ROI stored as {target}")
+        target, selection = import_roi(registry, project, args.slide, args.geojson)
+    if args.json:
+        print(json.dumps({"path": str(target), **selection.to_dict()}, indent=2))
+    else:
+        print(f"ROI stored as {target}")
+        print(f"  {selection.summary()}")
     return 0
 
 
@@ -131,14 +139,19 @@ def cmd_tile(args) -> int:
 
     with opened_registry(args) as (project, registry):
         params = {k: v for k, v in {"slide_ids": args.slide_ids, "tile_size": args.tile_size,
-                                    "target_mpp": args.target_mpp, "tissue_threshold": args.tissue_threshold}.items()
+                                    "target_mpp": args.target_mpp, "tissue_threshold": args.tissue_threshold,
+                                    "roi_classes": args.roi_class, "exclude_classes": args.exclude_class}.items()
                   if v is not None}
         code = run_in_foreground(project, registry, "tiling", params)
         from pathomics_desktop.jobs.runner import list_jobs
 
         job = list_jobs(registry, limit=1)[0]
     if job.result:
+        from pathomics_desktop.slides.roi import selection_summary
+
         print(json.dumps(job.result["counts"]))
+        for slide_id, selection in (job.result.get("rois") or {}).items():
+            print(f"slide {slide_id}: ROI {selection_summary(selection)}")
         for line in job.result["failures"]:
             print(line, file=sys.stderr)
         if job.result["failures"]:

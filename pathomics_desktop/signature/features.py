@@ -41,6 +41,7 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
+from pathomics_desktop.analytics.sql import sql_literal
 from pathomics_desktop.errors import UserError
 from pathomics_desktop.jobs.core import atomic_path
 
@@ -69,10 +70,6 @@ class SlideCounts:
     empty: list[str] = field(default_factory=list)  #: slides whose file has no patch
 
 
-def _sql_str(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
-
-
 def count_terms(files: Mapping[str, Path]) -> SlideCounts:
     """Count the dictionary terms of each slide's prediction file (``slide_id -> path``).
 
@@ -85,7 +82,7 @@ def count_terms(files: Mapping[str, Path]) -> SlideCounts:
         raise UserError("no prediction files to aggregate")
     by_path = {str(Path(p).resolve()): sid for sid, p in files.items()}
     paths = sorted(by_path)
-    listing = "[" + ", ".join(_sql_str(p) for p in paths) + "]"
+    listing = "[" + ", ".join(sql_literal(p) for p in paths) + "]"
     source = f"read_parquet({listing}, union_by_name = true, filename = true)"
     con = duckdb.connect()
     try:
@@ -167,8 +164,6 @@ def build_features(files: Mapping[str, Path], slide_patients: Mapping[str, str],
     ``splits``: study id -> data set ("training", "internal", "external"). Slides without a
     patient, or whose patient has no data set, are left out (counted in ``meta``).
     """
-    import pandas as pd
-
     usable = {sid: path for sid, path in files.items()
               if sid in slide_patients and splits.get(slide_patients[sid])}
     unmapped = sorted(set(files) - set(slide_patients))
@@ -187,13 +182,8 @@ def build_features(files: Mapping[str, Path], slide_patients: Mapping[str, str],
         raise UserError("TF-IDF: no slide of a training-set patient has predictions; the idf is fitted on the "
                         "training set only")
     idf_prob, idf_pred = fit_idf(prob[is_train]), fit_idf(pred[is_train])
-    slide_x = np.hstack([relative_frequencies(prob), relative_frequencies(pred),
-                         tfidf(prob, idf_prob), tfidf(pred, idf_pred)])
-    names = feature_names()
-    per_slide = pd.DataFrame(slide_x, columns=names)
-    per_slide.insert(0, "study_id", patients)
-    frame = per_slide.groupby("study_id", sort=True)[names].mean().reset_index()
-    slides_per_patient = per_slide.groupby("study_id").size()
+    frame, slides_per_patient = _patient_means(
+        features_from_idf(prob, pred, {"prob": idf_prob, "pred": idf_pred}), patients)
     meta = {
         "features": N_FEATURES,
         "layout": {"histo_prob": PROB_TERMS, "histo_pred": PRED_TERMS, "bow_prob": PROB_TERMS,
@@ -213,10 +203,45 @@ def build_features(files: Mapping[str, Path], slide_patients: Mapping[str, str],
     return FeatureSet(frame, meta)
 
 
-def features_from_idf(prob_counts: np.ndarray, pred_counts: np.ndarray, idf: Mapping[str, list[float]]) -> np.ndarray:
+def features_from_idf(prob_counts: np.ndarray, pred_counts: np.ndarray, idf: Mapping[str, Any]) -> np.ndarray:
     """The 206 slide features of new counts with a frozen idf (``meta["idf"]``)."""
     return np.hstack([relative_frequencies(prob_counts), relative_frequencies(pred_counts),
-                      tfidf(prob_counts, np.asarray(idf["prob"])), tfidf(pred_counts, np.asarray(idf["pred"]))])
+                      tfidf(prob_counts, np.asarray(idf["prob"], dtype=float)),
+                      tfidf(pred_counts, np.asarray(idf["pred"], dtype=float))])
+
+
+def _patient_means(slide_x: np.ndarray, patients: np.ndarray):
+    """Patient features = mean over the patient's slides; (frame sorted by study_id, slides per patient)."""
+    import pandas as pd
+
+    names = feature_names()
+    per_slide = pd.DataFrame(slide_x, columns=names)
+    per_slide.insert(0, "study_id", patients)
+    frame = per_slide.groupby("study_id", sort=True)[names].mean().reset_index()
+    return frame, per_slide.groupby("study_id").size()
+
+
+def features_with_frozen_idf(files: Mapping[str, Path], slide_patients: Mapping[str, str],
+                             idf: Mapping[str, Any], *,
+                             check_cancelled: Callable[[], None] = lambda: None):
+    """Patient features (study_id + 206 columns) of any patients' slides with a FROZEN idf (the
+    training set's, stored in the signature), as :func:`build_features` computes them for
+    the patients it was fitted with: the same slides give the same features. Only slides
+    in ``slide_patients`` are read; slides without patches are left out. Returns
+    ``(frame, slide ids used)``."""
+    usable = {sid: path for sid, path in files.items() if sid in slide_patients}
+    if not usable:
+        raise UserError(f"none of the {len(files)} predicted slides belongs to the patients to score")
+    check_cancelled()
+    counts = count_terms(usable)
+    check_cancelled()
+    keep = [i for i, sid in enumerate(counts.slide_ids) if sid not in set(counts.empty)]
+    if not keep:
+        raise UserError("every predicted slide of the patients to score is empty (no patches)")
+    slide_ids = [counts.slide_ids[i] for i in keep]
+    patients = np.array([slide_patients[sid] for sid in slide_ids], dtype=object)
+    frame, _ = _patient_means(features_from_idf(counts.prob[keep], counts.pred[keep], idf), patients)
+    return frame, slide_ids
 
 
 def prediction_files(pred_dir: Path) -> dict[str, Path]:

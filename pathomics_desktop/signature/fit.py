@@ -20,11 +20,13 @@ Score: ``score = sum_i beta_i x_i`` over the non-zero coefficients (raw aggregat
 no centring), i.e. the Cox linear predictor: **a higher score means a higher risk** (the
 study's published signature runs the other way, lower score = higher risk, which is only a
 sign convention). The risk cut is the X-tile optimal single cut of the training score
-(largest log-rank chi-square over cuts leaving >= ``minprop`` of patients per group, Monte
+(largest log-rank chi-square over EVERY distinct training score that leaves at least
+``min_group_size = ceil(minprop n)`` patients in each group, ``minprop`` 0.1 by default; Monte
 Carlo permutation p); **high risk = score > cut**. The cut is frozen and applied unchanged
 to the internal and external sets.
 
-Per set (training, internal, external) and per external center: Harrell's C of the score
+Per set (training, internal, external) and per external center
+(:mod:`pathomics_desktop.signature.evaluation`): Harrell's C of the score
 (infinitesimal-jackknife 95% CI), Cox HR of high vs low risk (Efron ties, Wald 95% CI and p),
 Kaplan-Meier medians (95% CI) per group and the log-rank test. Also recorded: the
 multivariable Cox model of the selected features on the training set (HR per training SD,
@@ -35,12 +37,16 @@ Degenerate inputs raise :class:`UserError` naming the step ("signature step 1
 (correlation filter)", "step 2 (univariate Cox)", "step 3 (LASSO-Cox)", "step 4 (X-tile
 cut)"): every feature constant (one class of predictions), fewer than two training events,
 no feature passing the screen, an empty LASSO selection, a constant score.
+
+The frozen signature also keeps the training distribution of each selected feature and of
+the score (``drift_reference``, :mod:`pathomics_desktop.signature.drift`), so that applying it
+elsewhere (:mod:`pathomics_desktop.signature.apply`) can warn about drift. Every fit is a
+version (:mod:`pathomics_desktop.signature.versions`).
 """
 
 from __future__ import annotations
 
 import json
-import math
 import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -50,6 +56,9 @@ import numpy as np
 
 from pathomics_desktop.errors import UserError
 from pathomics_desktop.jobs.core import atomic_path
+from pathomics_desktop.signature.drift import training_distribution
+from pathomics_desktop.signature.evaluation import SetEvaluation, evaluate_set, risk_groups
+from pathomics_desktop.stats.data import clean_json
 
 ENDPOINTS = {"os": ("os_months", "os_event"), "rfs": ("rfs_months", "rfs_event")}
 SETS = ("training", "internal", "external")
@@ -160,7 +169,7 @@ def univariate_filter(time: np.ndarray, event: np.ndarray, x: np.ndarray, names:
 # ----------------------------------------------------------------------------------------------
 
 
-def analysis_frame(features, cohort, endpoint: str):
+def features_with_outcome(features, cohort, endpoint: str):
     """Join patient features to the cohort: patients with a data set and a complete endpoint.
 
     Returns ``(frame, excluded)`` with columns study_id, split, time, event + features, and
@@ -187,74 +196,19 @@ def analysis_frame(features, cohort, endpoint: str):
 
 
 # ----------------------------------------------------------------------------------------------
-# evaluation of a frozen score and cut
-# ----------------------------------------------------------------------------------------------
-
-
-def _clean(value: Any) -> Any:
-    """JSON-safe: numpy scalars to Python, NaN/inf to None."""
-    if isinstance(value, dict):
-        return {k: _clean(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_clean(v) for v in value]
-    if isinstance(value, (np.integer,)):
-        return int(value)
-    if isinstance(value, (float, np.floating)):
-        return float(value) if math.isfinite(float(value)) else None
-    if isinstance(value, np.bool_):
-        return bool(value)
-    return value
-
-
-def risk_groups(score: np.ndarray, cut: float) -> np.ndarray:
-    """``"high"`` where score > cut, else ``"low"``."""
-    return np.where(np.asarray(score, dtype=float) > cut, "high", "low")
-
-
-def evaluate_set(time: np.ndarray, event: np.ndarray, score: np.ndarray, cut: float) -> dict[str, Any]:
-    """Harrell's C (IJ CI), HR high vs low (Cox, Efron), KM medians and log-rank of one set.
-    A statistic that is undefined on this set is None, with the reason in ``notes``."""
-    from pathomics_desktop.stats.concordance import harrell_c
-    from pathomics_desktop.stats.cox import fit_cox_arrays
-    from pathomics_desktop.stats.km import kaplan_meier, logrank_test
-
-    t = np.asarray(time, dtype=float)
-    e = np.asarray(event, dtype=int)
-    high = np.asarray(score, dtype=float) > cut
-    out: dict[str, Any] = {"n": int(t.size), "events": int(e.sum()), "n_high": int(high.sum()),
-                           "n_low": int((~high).sum()), "events_high": int(e[high].sum()),
-                           "events_low": int(e[~high].sum()), "c_index": None, "hr_high_vs_low": None,
-                           "km_median": {}, "logrank": None, "notes": []}
-    try:
-        c = harrell_c(t, e, score)
-        out["c_index"] = {"c": c.c, "se": c.se, "lower": c.ci_lower, "upper": c.ci_upper}
-    except UserError as exc:
-        out["notes"].append(f"C-index: {exc}")
-    for label, mask in (("high", high), ("low", ~high)):
-        if mask.any():
-            med, lo, hi = kaplan_meier(t[mask], e[mask]).median()
-            out["km_median"][label] = {"median": med, "lower": lo, "upper": hi}
-        else:
-            out["km_median"][label] = None
-    if high.all() or not high.any():
-        out["notes"].append("one risk group only: no hazard ratio or log-rank test")
-        return _clean(out)
-    try:
-        row = fit_cox_arrays(t, e, high.astype(float), names=["high_risk"]).table()[0]
-        out["hr_high_vs_low"] = {"hr": row["hr"], "lower": row["hr_lower"], "upper": row["hr_upper"], "p": row["p"]}
-    except UserError as exc:
-        out["notes"].append(f"hazard ratio: {exc}")
-    try:
-        lr = logrank_test(t, e, np.where(high, "high", "low"))
-        out["logrank"] = {"chisq": lr.chisq, "df": lr.df, "p": lr.p}
-    except UserError as exc:
-        out["notes"].append(f"log-rank: {exc}")
-    return _clean(out)
-
-
-# ----------------------------------------------------------------------------------------------
 # the fit
 # ----------------------------------------------------------------------------------------------
+
+
+def linear_predictor(x: np.ndarray, beta) -> np.ndarray:
+    """``sum_i beta_i x_i`` per row, added column by column in the coefficients' order: each
+    patient's score is the same floating-point number whatever other patients are scored with
+    it (a matrix product may round differently with the batch's size)."""
+    x = np.asarray(x, dtype=float)
+    out = np.zeros(x.shape[0])
+    for j, b in enumerate(np.asarray(beta, dtype=float)):
+        out = out + x[:, j] * b
+    return out
 
 
 def score_features(signature: dict[str, Any], features) -> np.ndarray:
@@ -263,8 +217,7 @@ def score_features(signature: dict[str, Any], features) -> np.ndarray:
     missing = [f for f in coef if f not in features.columns]
     if missing:
         raise UserError(f"the features lack the signature's feature(s) {', '.join(missing[:5])}")
-    x = features[list(coef)].to_numpy(dtype=float)
-    return x @ np.array(list(coef.values()), dtype=float)
+    return linear_predictor(features[list(coef)].to_numpy(dtype=float), list(coef.values()))
 
 
 def apply_signature(signature: dict[str, Any], features):
@@ -276,6 +229,20 @@ def apply_signature(signature: dict[str, Any], features):
                          "risk_group": risk_groups(score, signature["cut"]["value"])})
 
 
+@dataclass
+class FeatureMatrix:
+    """Training-set feature columns under selection: their names and values (patients x features)."""
+
+    names: list[str]
+    x: np.ndarray
+
+    def take(self, columns: list[int]) -> "FeatureMatrix":
+        return FeatureMatrix([self.names[j] for j in columns], self.x[:, columns])
+
+    def column(self, name: str) -> np.ndarray:
+        return self.x[:, self.names.index(name)]
+
+
 def fit_signature(features, cohort, settings: SignatureSettings, *, run: str = "", name: str = "",
                   feature_meta: dict[str, Any] | None = None,
                   progress: Callable[[float, str], None] = lambda f, m: None,
@@ -285,15 +252,55 @@ def fit_signature(features, cohort, settings: SignatureSettings, *, run: str = "
     ``features``: study_id + feature columns; ``cohort``: the cohort snapshot (study_id,
     split and the endpoint columns). Returns (frozen signature dict, scores frame with
     study_id, score, risk_group). Each degenerate step raises :class:`UserError` naming it.
+    The steps, in order: training data, constant features, 1 correlation filter, 2 univariate
+    Cox, 3 LASSO-Cox, 4 X-tile cut, then the frozen signature is scored and evaluated.
     """
-    from pathomics_desktop.stats.cutpoint import xtile
-    from pathomics_desktop.stats.lasso_cox import lasso_cox_cv
-
     settings.check()
     feature_cols = [c for c in features.columns if c != "study_id"]
-    frame, excluded = analysis_frame(features, cohort, settings.endpoint)
+    frame, excluded = features_with_outcome(features, cohort, settings.endpoint)
+    t, e, candidates = _training_data(frame, feature_cols, settings.endpoint)
+
+    progress(0.05, "removing constant features")
+    varying, constant = _remove_constant_features(candidates)
+
+    check_cancelled()
+    progress(0.1, f"step 1: correlation filter (|{settings.corr_method} r| > {settings.corr_threshold})")
+    uncorrelated, dropped = _step1_correlation_filter(varying, settings)
+
+    check_cancelled()
+    progress(0.2, f"step 2: univariate Cox of {len(uncorrelated.names)} features")
+    screened, uni_rows = _step2_univariate_cox(t, e, uncorrelated, settings)
+
+    check_cancelled()
+    progress(0.35, f"step 3: LASSO-Cox, {settings.folds}-fold cross-validation on {len(screened.names)} features")
+    cv, chosen, coefficients = _step3_lasso_cox(t, e, screened, settings)
+
+    check_cancelled()
+    progress(0.7, "X-tile cut of the training score")
+    selected = screened.take([screened.names.index(nm) for nm in coefficients])
+    train_score = linear_predictor(selected.x, list(coefficients.values()))
+    xt = _step4_xtile_cut(t, e, train_score, settings)
+
+    selection = _selection_record(settings, features_in=len(feature_cols), constant=constant, dropped=dropped,
+                                  uncorrelated=uncorrelated, screened=screened, uni_rows=uni_rows, cv=cv,
+                                  chosen=chosen, coefficients=coefficients)
+    patients = {s: int((frame["split"] == s).sum()) for s in SETS} | {"excluded": excluded}
+    signature = _frozen_signature(settings, name=name, run=run, coefficients=coefficients, screened=screened,
+                                  xt=xt, selection=selection, patients=patients, feature_meta=feature_meta)
+    signature["drift_reference"] = training_distribution(
+        [*selected.names, "score"], np.column_stack([selected.x, train_score]))
+
+    check_cancelled()
+    progress(0.85, "scoring every set with the frozen cut")
+    scores = apply_signature(signature, frame[["study_id", *feature_cols]])
+    _evaluate_frozen_signature(signature, frame, scores["score"].to_numpy(), t, e, selected)
+    return clean_json(signature), scores
+
+
+def _training_data(frame, feature_cols: list[str], endpoint: str) -> tuple[np.ndarray, np.ndarray, FeatureMatrix]:
+    """Times, events and features of the training set (at least two patients and two events)."""
     train = frame[frame["split"] == "training"]
-    label = settings.endpoint.upper()
+    label = endpoint.upper()
     if len(train) < 2:
         raise UserError(f"signature: only {len(train)} training-set patient(s) have features and {label}")
     t, e = train["time"].to_numpy(), train["event"].to_numpy()
@@ -301,63 +308,93 @@ def fit_signature(features, cohort, settings: SignatureSettings, *, run: str = "
     if n_events < 2:
         raise UserError(f"signature step 2 (univariate Cox): the training set has {n_events} {label} event(s) "
                         f"among {len(train)} patients; at least two are needed")
-    x_all = train[feature_cols].to_numpy(dtype=float)
+    return t, e, FeatureMatrix(list(feature_cols), train[feature_cols].to_numpy(dtype=float))
 
-    progress(0.05, "removing constant features")
-    sd = x_all.std(axis=0)
-    varying = [j for j in range(len(feature_cols)) if sd[j] > 1e-12 * max(1.0, abs(x_all[:, j].mean()))]
-    constant = [feature_cols[j] for j in range(len(feature_cols)) if j not in set(varying)]
+
+def _remove_constant_features(m: FeatureMatrix) -> tuple[FeatureMatrix, list[str]]:
+    """Step 0: drop columns constant on the training set (sd <= 1e-12 max(1, |mean|))."""
+    sd = m.x.std(axis=0)
+    varying = [j for j in range(len(m.names)) if sd[j] > 1e-12 * max(1.0, abs(m.x[:, j].mean()))]
+    constant = [m.names[j] for j in range(len(m.names)) if j not in set(varying)]
     if not varying:
         raise UserError("signature step 1 (correlation filter): every feature is constant on the training set "
                         "(one class of predictions only?)")
-    names1 = [feature_cols[j] for j in varying]
-    x1 = x_all[:, varying]
+    return m.take(varying), constant
 
-    check_cancelled()
-    progress(0.1, f"step 1: correlation filter (|{settings.corr_method} r| > {settings.corr_threshold})")
-    kept1, dropped = correlation_filter(x1, names1, threshold=settings.corr_threshold, method=settings.corr_method)
-    names2 = [names1[j] for j in kept1]
-    x2 = x1[:, kept1]
 
-    check_cancelled()
-    progress(0.2, f"step 2: univariate Cox of {len(names2)} features")
-    kept2, uni_rows = univariate_filter(t, e, x2, names2, threshold=settings.p_threshold)
-    if not kept2:
-        best = min((r for r in uni_rows if r["p"] is not None), key=lambda r: r["p"], default=None)
+def _step1_correlation_filter(m: FeatureMatrix, settings: SignatureSettings) -> tuple[FeatureMatrix, list[dict]]:
+    """Step 1: :func:`correlation_filter`; the kept columns and one record per dropped feature."""
+    kept, dropped = correlation_filter(m.x, m.names, threshold=settings.corr_threshold, method=settings.corr_method)
+    return m.take(kept), dropped
+
+
+def _step2_univariate_cox(t, e, m: FeatureMatrix, settings: SignatureSettings) -> tuple[FeatureMatrix, list[dict]]:
+    """Step 2: :func:`univariate_filter` (Wald p < ``p_threshold``); the kept columns and every row."""
+    kept, rows = univariate_filter(t, e, m.x, m.names, threshold=settings.p_threshold)
+    if not kept:
+        best = min((r for r in rows if r["p"] is not None), key=lambda r: r["p"], default=None)
         hint = f"; smallest p = {best['p']:.3g} ({best['feature']})" if best else ""
-        raise UserError(f"signature step 2 (univariate Cox): none of the {len(names2)} features passes "
-                        f"p < {settings.p_threshold} for {label} on the training set{hint}")
-    names3 = [names2[j] for j in kept2]
-    x3 = x2[:, kept2]
+        raise UserError(f"signature step 2 (univariate Cox): none of the {len(m.names)} features passes "
+                        f"p < {settings.p_threshold} for {settings.endpoint.upper()} on the training set{hint}")
+    return m.take(kept), rows
 
-    check_cancelled()
-    progress(0.35, f"step 3: LASSO-Cox, {settings.folds}-fold cross-validation on {len(names3)} features")
+
+def _step3_lasso_cox(t, e, m: FeatureMatrix, settings: SignatureSettings):
+    """Step 3: cross-validated LASSO-Cox; returns (cv, the chosen lambda's fit, non-zero coefficients)."""
+    from pathomics_desktop.stats.lasso_cox import lasso_cox_cv
+
     try:
-        cv = lasso_cox_cv(t, e, x3, names=names3, folds=settings.folds, seed=settings.seed)
+        cv = lasso_cox_cv(t, e, m.x, names=m.names, folds=settings.folds, seed=settings.seed)
     except UserError as exc:
         raise UserError(f"signature step 3 (LASSO-Cox): {exc}") from None
     chosen = cv.coef_at(settings.rule)
-    coefficients = {nm: chosen["coef"][nm] for nm in names3 if chosen["coef"][nm] != 0}
+    coefficients = {nm: chosen["coef"][nm] for nm in m.names if chosen["coef"][nm] != 0}
     if not coefficients:
         raise UserError(f"signature step 3 (LASSO-Cox): no feature has a non-zero coefficient at "
                         f"lambda.{settings.rule} "
-                        f"= {chosen['lambda']:.4g} ({len(names3)} candidates)"
+                        f"= {chosen['lambda']:.4g} ({len(m.names)} candidates)"
                         + ("; try rule 'min'" if settings.rule == "1se" else ""))
+    return cv, chosen, coefficients
 
-    check_cancelled()
-    progress(0.7, "X-tile cut of the training score")
-    sel = [names3.index(nm) for nm in coefficients]
-    beta = np.array(list(coefficients.values()))
-    train_score = x3[:, sel] @ beta
+
+def _step4_xtile_cut(t, e, train_score: np.ndarray, settings: SignatureSettings):
+    """Step 4: the X-tile optimal single cut of the training score (permutation p)."""
+    from pathomics_desktop.stats.cutpoint import xtile
+
     if np.ptp(train_score) == 0:
         raise UserError("signature step 4 (X-tile cut): the training score is constant; no cut can be chosen")
     try:
-        xt = xtile(t, e, train_score, minprop=settings.xtile_minprop, n_perm=settings.xtile_perm, seed=settings.seed)
+        return xtile(t, e, train_score, minprop=settings.xtile_minprop, n_perm=settings.xtile_perm, seed=settings.seed,
+                     pairs=False)
     except UserError as exc:
         raise UserError(f"signature step 4 (X-tile cut): {exc}") from None
-    cut = float(xt.cutpoint)
 
-    signature: dict[str, Any] = {
+
+def _selection_record(settings: SignatureSettings, *, features_in: int, constant: list[str],
+                      dropped: list[dict], uncorrelated: FeatureMatrix, screened: FeatureMatrix,
+                      uni_rows: list[dict], cv, chosen: dict, coefficients: dict[str, float]) -> dict[str, Any]:
+    """The ``selection`` record of the frozen signature: what each tier kept and dropped."""
+    kept = set(screened.names)
+    return {
+        "features_in": features_in,
+        "constant_removed": constant,
+        "correlation": {"method": settings.corr_method, "threshold": settings.corr_threshold,
+                        "rule": "column order; a later feature with |r| > threshold to a kept one is dropped",
+                        "kept": len(uncorrelated.names), "dropped": dropped},
+        "univariate": {"test": "Wald, Cox (Efron ties) per training-standardised feature",
+                       "threshold": settings.p_threshold, "kept": list(screened.names),
+                       "rows": [r for r in uni_rows if r["feature"] in kept]},
+        "lasso": {"folds": settings.folds, "seed": settings.seed, "rule": settings.rule,
+                  "lambda_min": cv.lambda_min, "lambda_1se": cv.lambda_1se, "lambda": chosen["lambda"],
+                  "selected": list(coefficients)},
+    }
+
+
+def _frozen_signature(settings: SignatureSettings, *, name: str, run: str, coefficients: dict[str, float],
+                      screened: FeatureMatrix, xt, selection: dict[str, Any], patients: dict[str, Any],
+                      feature_meta: dict[str, Any] | None) -> dict[str, Any]:
+    """The frozen signature JSON (without the per-set results)."""
+    return {
         "format": FORMAT,
         "name": name,
         "run": run,
@@ -372,58 +409,47 @@ def fit_signature(features, cohort, settings: SignatureSettings, *, run: str = "
         "standardisation": {
             "note": "LASSO standardised the columns internally; the coefficients are on the feature scale "
                     "and the score uses the raw features. Training mean/sd are given for reference.",
-            "mean": {nm: float(x3[:, names3.index(nm)].mean()) for nm in coefficients},
-            "sd": {nm: float(x3[:, names3.index(nm)].std()) for nm in coefficients},
+            "mean": {nm: float(screened.column(nm).mean()) for nm in coefficients},
+            "sd": {nm: float(screened.column(nm).std()) for nm in coefficients},
         },
-        "cut": {"value": cut, "method": "X-tile single cut on the training score", "rule": "high risk: score > cut",
-                "minprop": settings.xtile_minprop, "chisq": xt.statistic, "p_raw": xt.p_raw,
-                "p_permutation": xt.p_adjusted, "n_permutations": settings.xtile_perm},
-        "selection": {
-            "features_in": len(feature_cols),
-            "constant_removed": constant,
-            "correlation": {"method": settings.corr_method, "threshold": settings.corr_threshold,
-                            "rule": "column order; a later feature with |r| > threshold to a kept one is dropped",
-                            "kept": len(names2), "dropped": dropped},
-            "univariate": {"test": "Wald, Cox (Efron ties) per training-standardised feature",
-                           "threshold": settings.p_threshold, "kept": names3,
-                           "rows": [r for r in uni_rows if r["feature"] in set(names3)]},
-            "lasso": {"folds": settings.folds, "seed": settings.seed, "rule": settings.rule,
-                      "lambda_min": cv.lambda_min, "lambda_1se": cv.lambda_1se, "lambda": chosen["lambda"],
-                      "selected": list(coefficients)},
-        },
-        "patients": {s: int((frame["split"] == s).sum()) for s in SETS} | {"excluded": excluded},
+        "cut": {"value": float(xt.cutpoint), "method": "X-tile single cut on the training score",
+                "search": "every distinct training score leaving >= min_group_size patients in each group",
+                "rule": "high risk: score > cut", "minprop": settings.xtile_minprop,
+                "min_group_size": xt.min_group_size, "candidate_cuts": int(len(xt.cuts)), "chisq": xt.statistic,
+                "p_raw": xt.p_raw, "p_permutation": xt.p_adjusted, "n_permutations": settings.xtile_perm},
+        "selection": selection,
+        "patients": patients,
         "features": feature_meta or {},
     }
-    check_cancelled()
-    progress(0.85, "scoring every set with the frozen cut")
-    scores = apply_signature(signature, frame[["study_id", *feature_cols]])
-    sets: dict[str, Any] = {}
-    for s in SETS:
-        mask = (frame["split"] == s).to_numpy()
-        if not mask.any():
-            sets[s] = {"n": 0, "notes": ["no patients"]}
-            continue
-        sub_t, sub_e = frame.loc[mask, "time"].to_numpy(), frame.loc[mask, "event"].to_numpy()
-        if sub_e.sum() == 0:
-            sets[s] = _clean({"n": int(mask.sum()), "events": 0, "notes": ["no events"]})
-            continue
-        sets[s] = evaluate_set(sub_t, sub_e, scores["score"].to_numpy()[mask], cut)
-    signature["sets"] = sets
-    signature["training_multivariable"] = _multivariable(t, e, x3[:, sel], list(coefficients))
+
+
+def _evaluate_frozen_signature(signature: dict[str, Any], frame, score: np.ndarray, t, e,
+                               selected: FeatureMatrix) -> None:
+    """Add the per-set results (sets, training multivariable Cox, per external center and the
+    mixed-effects model) to the frozen signature."""
+    cut = signature["cut"]["value"]
+    signature["sets"] = {s: _evaluate_subset(frame, (frame["split"] == s).to_numpy(), score, cut,
+                                             empty_note="no patients").to_dict()
+                         for s in SETS}
+    signature["training_multivariable"] = _multivariable(t, e, selected.x, selected.names)
     if "center" in frame.columns:
         centers = frame["center"].astype(str).to_numpy()
-        ext = (frame["split"] == "external").to_numpy()
-        signature["external_centers"] = {}
-        for c in sorted(set(centers[ext])):
-            m = ext & (centers == c)
-            if frame.loc[m, "event"].sum() == 0:
-                signature["external_centers"][c] = {"n": int(m.sum()), "events": 0, "notes": ["no events"]}
-                continue
-            signature["external_centers"][c] = evaluate_set(frame.loc[m, "time"].to_numpy(),
-                                                            frame.loc[m, "event"].to_numpy(),
-                                                            scores["score"].to_numpy()[m], cut)
-        signature["mixed_effects"] = _mixed_effects(frame, scores["score"].to_numpy() > cut)
-    return _clean(signature), scores
+        external = (frame["split"] == "external").to_numpy()
+        signature["external_centers"] = {
+            c: _evaluate_subset(frame, external & (centers == c), score, cut).to_dict()
+            for c in sorted(set(centers[external]))}
+        signature["mixed_effects"] = _mixed_effects(frame, score > cut)
+
+
+def _evaluate_subset(frame, mask: np.ndarray, score: np.ndarray, cut: float, *,
+                     empty_note: str | None = None) -> SetEvaluation:
+    """:func:`evaluate_set` of the patients in ``mask``; a set without events is not evaluated."""
+    if empty_note and not mask.any():
+        return SetEvaluation.not_evaluated(0, empty_note)
+    sub_t, sub_e = frame.loc[mask, "time"].to_numpy(), frame.loc[mask, "event"].to_numpy()
+    if sub_e.sum() == 0:
+        return SetEvaluation.not_evaluated(int(mask.sum()), "no events", events=0)
+    return evaluate_set(sub_t, sub_e, score[mask], cut)
 
 
 def _multivariable(time, event, x, names) -> dict[str, Any]:
@@ -465,13 +491,26 @@ def signature_paths(project, name: str) -> tuple[Path, Path]:
     return folder / f"{name}.json", folder / f"{name}_scores.parquet"
 
 
-def write_signature(project, name: str, signature: dict[str, Any], scores) -> tuple[Path, Path]:
-    """Write ``signature/<name>.json`` and ``signature/<name>_scores.parquet`` atomically."""
+def write_signature(project, name: str, signature: dict[str, Any], scores, *,
+                    prediction_hashes: dict[str, str] | None = None) -> tuple[Path, Path]:
+    """Write version ``signature["version"]`` (default 1) under ``signature/<name>/`` and make
+    it the current ``signature/<name>.json`` / ``<name>_scores.parquet``, every file atomically
+    (the version files first: a crash never leaves a current file without its version)."""
+    from pathomics_desktop.signature.versions import version_paths
+
     json_path, scores_path = signature_paths(project, name)
-    with atomic_path(scores_path) as tmp:
-        scores.to_parquet(tmp, index=False)
-    with atomic_path(json_path) as tmp:
-        tmp.write_text(json.dumps(signature, indent=2, sort_keys=False), encoding="utf-8")
+    version = int(signature.setdefault("version", 1))
+    v_json, v_scores, v_hashes = version_paths(project, name, version)
+    text = json.dumps(signature, indent=2, sort_keys=False)
+    if prediction_hashes is not None:
+        with atomic_path(v_hashes) as tmp:
+            tmp.write_text(json.dumps(prediction_hashes, indent=0), encoding="utf-8")
+    for target in (v_scores, scores_path):
+        with atomic_path(target) as tmp:
+            scores.to_parquet(tmp, index=False)
+    for target in (v_json, json_path):
+        with atomic_path(target) as tmp:
+            tmp.write_text(text, encoding="utf-8")
     return json_path, scores_path
 
 

@@ -2,9 +2,10 @@
 
 Writes ``<project>/features/<run>_features.parquet`` (+ ``.json`` description),
 ``<project>/signature/<name>.json`` (the frozen signature: features, coefficients, cut,
-endpoint, seeds, run, per-set results) and ``<project>/signature/<name>_scores.parquet``
-(study_id, score, risk_group), every file atomically. The whole job is recomputed on each
-run (seconds); a failed run leaves earlier outputs untouched.
+endpoint, seeds, run, per-set results, provenance) and ``<project>/signature/<name>_scores.parquet``
+(study_id, score, risk_group), and the same as version k under ``signature/<name>/``
+(:mod:`pathomics_desktop.signature.versions`), every file atomically. An existing name is
+refused unless ``replace`` is true; a failed run leaves earlier outputs untouched.
 """
 
 from __future__ import annotations
@@ -37,10 +38,16 @@ def signature_job(project, params: dict[str, Any], ctx) -> dict[str, Any]:
     """Fit a signature. ``params``: ``run`` (model run whose predictions are used, required),
     ``endpoint`` ("os" | "rfs", default "os"), ``name`` (default ``<run>_<endpoint>``),
     ``folds`` (10), ``seed`` (0), ``rule`` ("min" | "1se"); optional ``corr_method``,
-    ``corr_threshold``, ``p_threshold``, ``xtile_minprop``, ``xtile_perm`` and
+    ``corr_threshold``, ``p_threshold``, ``xtile_minprop``, ``xtile_perm``, ``replace``
+    (fit a new version of an existing signature; refused otherwise) and
     ``slide_patients`` (an explicit ``{slide_id: study_id}`` map used instead of the
     registry's slides, e.g. for predictions imported from elsewhere)."""
-    from pathomics_desktop.analytics.snapshot import cohort_frame
+    import pandas as pd
+
+    from pathomics_desktop.analytics.snapshot import refresh_snapshot, snapshot_paths
+    from pathomics_desktop.signature.drift import stain_reference
+    from pathomics_desktop.signature.versions import next_version, predictions_hashes, provenance
+    from pathomics_desktop.signature.evaluation import SignatureSummary
     from pathomics_desktop.signature.features import build_features, prediction_files, write_features
     from pathomics_desktop.signature.fit import SETS, SignatureSettings, check_name, fit_signature, write_signature
 
@@ -64,6 +71,8 @@ def signature_job(project, params: dict[str, Any], ctx) -> dict[str, Any]:
     )
     settings.check()
     name = check_name(str(params.get("name") or f"{run}_{settings.endpoint}"))
+    replace = bool(params.get("replace"))
+    version = next_version(project, name, replace=replace)
 
     ctx.progress(0.0, f"reading the predictions of run {run!r}")
     files = prediction_files(project.root / "predictions" / str(run))
@@ -75,7 +84,8 @@ def signature_job(project, params: dict[str, Any], ctx) -> dict[str, Any]:
         slide_patients = registry_slide_patients(project)
         source = "registry"
     ctx.check_cancelled()
-    cohort = cohort_frame(project.root)
+    snapshot = refresh_snapshot(project)
+    cohort = pd.read_parquet(snapshot)
     cohort = cohort[cohort["included"].fillna(False).astype(bool) & cohort["split"].isin(SETS)]
     splits = dict(zip(cohort["study_id"], cohort["split"]))
     ctx.log(f"{len(files)} prediction files; slide->patient map from the {source} ({len(slide_patients)} slides)")
@@ -97,31 +107,47 @@ def signature_job(project, params: dict[str, Any], ctx) -> dict[str, Any]:
         feature_meta={"file": str(features_file.relative_to(project.root)), **features.meta},
         progress=progress, check_cancelled=ctx.check_cancelled)
     ctx.check_cancelled()
-    json_path, scores_path = write_signature(project, name, signature, scores)
-    ctx.progress(1.0, f"signature {name!r}: {len(signature['coefficients'])} features, "
+    used = {sid: path for sid, path in files.items() if sid in slide_patients and splits.get(slide_patients[sid])}
+    combined, per_file = predictions_hashes(used)
+    training_slides = [sid for sid in used if splits[slide_patients[sid]] == "training"]
+    signature["stain_reference"] = stain_reference(slide_stains(project, training_slides))
+    signature["version"] = version
+    signature["provenance"] = provenance(
+        snapshot=snapshot, snapshot_version=_snapshot_version(snapshot_paths(project)[1]),
+        predictions_sha256=combined, prediction_files=len(per_file), features_file=features_file,
+        seeds={"cv_folds": settings.seed, "xtile_permutation": settings.seed}, replaces=version - 1 or None)
+    json_path, scores_path = write_signature(project, name, signature, scores, prediction_hashes=per_file)
+    ctx.progress(1.0, f"signature {name!r} v{version}: {len(signature['coefficients'])} features, "
                       f"cut {signature['cut']['value']:.4g}")
-    return summary(signature) | {"json": str(json_path), "scores": str(scores_path), "features": str(features_file)}
+    return SignatureSummary.from_signature(signature).to_dict() | {
+        "json": str(json_path), "scores": str(scores_path), "features": str(features_file)}
 
 
-def summary(signature: dict[str, Any]) -> dict[str, Any]:
-    """Plain-data summary of a frozen signature (what the job returns and `show` prints)."""
-    sel = signature["selection"]
-    sets = {}
-    for s, r in signature["sets"].items():
-        c, hr, lr = r.get("c_index"), r.get("hr_high_vs_low"), r.get("logrank")
-        sets[s] = {"n": r.get("n"), "events": r.get("events"), "n_high": r.get("n_high"),
-                   "c_index": c and c["c"], "c_lower": c and c["lower"], "c_upper": c and c["upper"],
-                   "hr": hr and hr["hr"], "hr_lower": hr and hr["lower"], "hr_upper": hr and hr["upper"],
-                   "hr_p": hr and hr["p"], "logrank_p": lr and lr["p"],
-                   "median_high": (r.get("km_median") or {}).get("high") and r["km_median"]["high"]["median"],
-                   "median_low": (r.get("km_median") or {}).get("low") and r["km_median"]["low"]["median"],
-                   "notes": r.get("notes", [])}
-    return {
-        "name": signature["name"], "run": signature["run"], "endpoint": signature["endpoint"],
-        "features_in": sel["features_in"], "after_constant": sel["features_in"] - len(sel["constant_removed"]),
-        "after_correlation": sel["correlation"]["kept"], "after_univariate": len(sel["univariate"]["kept"]),
-        "selected": len(signature["coefficients"]), "coefficients": signature["coefficients"],
-        "lambda": sel["lasso"]["lambda"], "rule": sel["lasso"]["rule"], "cut": signature["cut"]["value"],
-        "cut_p_permutation": signature["cut"]["p_permutation"], "sets": sets,
-        "mixed_effects": signature.get("mixed_effects"),
-    }
+def _snapshot_version(meta_path) -> dict[str, Any] | None:
+    import json
+
+    try:
+        return json.loads(meta_path.read_text(encoding="utf-8"))["version"]
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def slide_stains(project, slide_ids) -> list[dict[str, Any]]:
+    """The stored stain vectors (tiling job) of registry slides; ids that are not registry
+    slide ids (predictions imported from elsewhere) and slides without vectors are skipped."""
+    from sqlalchemy import select
+
+    from pathomics_desktop.registry.models import Slide
+    from pathomics_desktop.registry.service import open_project_registry
+
+    ids = sorted({int(s) for s in slide_ids if str(s).isdigit()})
+    if not ids:
+        return []
+    registry = open_project_registry(project)
+    try:
+        with registry.session() as session:
+            rows = session.execute(select(Slide.id, Slide.stain_vectors)).all()
+    finally:
+        registry.dispose()
+    wanted = set(ids)
+    return [stain for sid, stain in rows if sid in wanted and stain]

@@ -84,11 +84,13 @@ def _tile(args: argparse.Namespace) -> int:
             raise UserError(f"slides {stems[slide.stem]} and {slide} would share the index "
                             f"{slide.stem}.parquet; tile them into different --out folders")
         stems[slide.stem] = slide
+    class_options = {"roi_classes": tuple(args.roi_class)} if args.roi_class else {}
     params = TilingParams(tile_size=args.tile_size, target_mpp=args.mpp, tissue_threshold=args.tissue_threshold,
                           roi_threshold=args.roi_threshold, white_level=args.white_level,
                           mask=TissueMaskParams(mask_downsample=args.mask_downsample),
                           workers=args.workers, fast_path=not args.no_fast_path,
-                          estimate_stain=not args.no_stain)
+                          estimate_stain=not args.no_stain, exclude_classes=tuple(args.exclude_class or ()),
+                          **class_options)
     if args.tile_size < 16 or args.mpp <= 0:
         raise UserError("--tile-size must be >= 16 and --mpp > 0")
     failed = 0
@@ -110,6 +112,10 @@ def _tile(args: argparse.Namespace) -> int:
             extra = f", resumed {res.resumed_chunks} chunks" if res.resumed_chunks else ""
             print(f"{res.status:10s} {slide}: {res.n_tiles} tiles of {res.n_candidates} candidates "
                   f"(read {res.read_size} px at level {res.level}, {res.seconds:.1f} s{extra}) -> {res.index_path}")
+            if res.roi_selection is not None:
+                from pathomics_desktop.slides.roi import selection_summary
+
+                print(f"           ROI {roi}: {selection_summary(res.roi_selection)}")
         if args.geojson and res.index_path:
             from pathomics_desktop.slides.tiling import export_tile_grid_geojson
 
@@ -118,6 +124,14 @@ def _tile(args: argparse.Namespace) -> int:
         print(f"{failed} of {len(slides)} slides failed", file=sys.stderr)
         return 1
     return 0
+
+
+def add_roi_class_options(parser, default: str = "Tumor, Tumour, Region*") -> None:
+    """``--roi-class`` and ``--exclude-class`` (repeatable), shared by the tiling commands."""
+    parser.add_argument("--roi-class", action="append", metavar="NAME",
+                        help=f"QuPath class to tile (glob, case-insensitive; repeatable; default {default})")
+    parser.add_argument("--exclude-class", action="append", metavar="NAME",
+                        help="QuPath class subtracted from the tiled region besides Ignore* (repeatable)")
 
 
 def register(subparsers) -> None:
@@ -144,6 +158,7 @@ def register(subparsers) -> None:
     tile.add_argument("--mpp-override", type=float, default=None, help="slide MPP (um/px) to use instead of the scanner's")
     tile.add_argument("--tissue-threshold", type=float, default=0.5, help="minimum non-white fraction of a tile")
     tile.add_argument("--roi-threshold", type=float, default=0.5, help="minimum fraction of a tile inside an ROI")
+    add_roi_class_options(tile)
     tile.add_argument("--white-level", type=int, default=210, help="a pixel is white when R, G, B >= this")
     tile.add_argument("--mask-downsample", type=float, default=64.0, help="level-0 px per tissue-mask pixel")
     tile.add_argument("--workers", type=int, default=0, help="reader threads (default: CPU cores)")

@@ -4,10 +4,17 @@ QuPath writes a ``FeatureCollection`` (or a bare ``Feature``, or a JSON list of 
 whose geometries are ``Polygon`` / ``MultiPolygon`` rings in level-0 pixel coordinates
 (x right, y down), with ``properties.classification.name`` for the class. Holes (inner
 rings) are excluded areas.
+
+Which annotations are tiled (:func:`select_rois`): those whose class matches the tile
+classes (glob patterns, case-insensitive; the project setting ``[slides] roi_classes``,
+by default ``Tumor``, ``Tumour``, ``Region*``), minus (shapely difference) every annotation
+of QuPath's ``Ignore*`` class or of an exclusion class (``[slides] exclude_classes``).
+Other classes (Stroma, ...) stay in the stored file for display and are not tiled.
 """
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import os
 from dataclasses import dataclass, field
@@ -17,6 +24,10 @@ from typing import Any, Iterable
 import numpy as np
 
 from pathomics_desktop.errors import UserError
+
+DEFAULT_ROI_CLASSES: tuple[str, ...] = ("Tumor", "Tumour", "Region*")
+IGNORE_CLASSES: tuple[str, ...] = ("Ignore*",)  # QuPath's class for areas to leave out
+UNCLASSIFIED = "(unclassified)"
 
 
 @dataclass
@@ -35,9 +46,16 @@ class Roi:
 
 
 def _classification(props: dict[str, Any]) -> str:
+    """QuPath's class name: ``classification.name`` (0.2-0.5), ``classification.names``
+    joined by ': ' (a derived class), or a plain string."""
     cls = props.get("classification")
     if isinstance(cls, dict):
-        return str(cls.get("name") or "")
+        if cls.get("name"):
+            return str(cls["name"])
+        names = cls.get("names")
+        if isinstance(names, list):
+            return ": ".join(str(n) for n in names if n)
+        return ""
     if isinstance(cls, str):
         return cls
     return ""
@@ -149,6 +167,142 @@ def clip_rois_to_slide(rois: list[Roi], slide_size: tuple[int, int], *, source: 
     return out
 
 
+def class_matches(name: str, patterns: Iterable[str]) -> bool:
+    """True when the class ``name`` matches one of the glob ``patterns`` (case-insensitive;
+    ``*`` matches anything, so ``Ignore*`` matches QuPath's ``Ignore*`` class)."""
+    low = name.lower()
+    return any(fnmatch.fnmatchcase(low, str(p).lower()) for p in patterns)
+
+
+def _is_annotation(roi: Roi) -> bool:
+    """QuPath annotations (``objectType`` absent or ``annotation``); detections, cells and
+    tiles are not regions to tile."""
+    kind = roi.properties.get("objectType", roi.properties.get("object_type", ""))
+    return str(kind or "annotation").lower() == "annotation"
+
+
+@dataclass
+class RoiSelection:
+    """The ROIs to tile and the bookkeeping of the classes found (for messages and JSON).
+
+    ``rois``: the tiled annotations with the excluded areas already subtracted;
+    ``classes_found``: class -> number of annotations (``(unclassified)`` for none);
+    ``tiled`` / ``subtracted`` / ``not_tiled``: the classes in each role.
+    """
+
+    rois: list[Roi]
+    classes_found: dict[str, int]
+    tiled: list[str]
+    subtracted: list[str]
+    not_tiled: list[str]
+    roi_classes: list[str]
+    exclude_classes: list[str]
+    subtracted_area: float = 0.0  # level-0 px^2 removed from the tiled area
+    other_objects: int = 0  # detections, cells, tiles: never tiled
+
+    def summary(self) -> str:
+        """One line: the classes found and what was done with each."""
+        return selection_summary(self.to_dict())
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"classes_found": dict(self.classes_found), "tiled": list(self.tiled),
+                "subtracted": list(self.subtracted), "not_tiled": list(self.not_tiled),
+                "roi_classes": list(self.roi_classes), "exclude_classes": list(self.exclude_classes),
+                "subtracted_area": round(float(self.subtracted_area), 1), "other_objects": self.other_objects,
+                "n_rois": len(self.rois)}
+
+
+def selection_summary(selection: dict[str, Any]) -> str:
+    """A :meth:`RoiSelection.to_dict` as one line, e.g. ``classes found: Tumor (1), Stroma (1),
+    Ignore* (1); tiled: Tumor; subtracted: Ignore*; not tiled: Stroma``."""
+    found = ", ".join(f"{c} ({n})" for c, n in selection["classes_found"].items()) or "none"
+    parts = [f"classes found: {found}", f"tiled: {', '.join(selection['tiled']) or 'none'}"]
+    if selection["subtracted"]:
+        parts.append(f"subtracted: {', '.join(selection['subtracted'])}")
+    if selection["not_tiled"]:
+        parts.append(f"not tiled: {', '.join(selection['not_tiled'])}")
+    if selection.get("other_objects"):
+        parts.append(f"{selection['other_objects']} non-annotation objects ignored")
+    return "; ".join(parts)
+
+
+def _polygonal(geom):
+    """The polygonal part of a shapely geometry (difference can leave lines or points)."""
+    import shapely
+
+    if geom.is_empty:
+        return geom
+    if geom.geom_type in ("Polygon", "MultiPolygon"):
+        return geom
+    parts = [g for g in getattr(geom, "geoms", []) if g.geom_type in ("Polygon", "MultiPolygon")]
+    return shapely.union_all(parts) if parts else shapely.Polygon()
+
+
+def select_rois(rois: list[Roi], roi_classes: Iterable[str] | None = None,
+                exclude_classes: Iterable[str] | None = None, *, source: str = "ROI") -> RoiSelection:
+    """Annotations to tile: class in ``roi_classes`` (default :data:`DEFAULT_ROI_CLASSES`),
+    minus the union of the ``Ignore*`` and ``exclude_classes`` annotations.
+
+    An exclusion wins over a tile class. Unclassified annotations are tiled only when no
+    annotation has a tile class (a file of plain drawings); ``*`` as a tile class takes
+    every class. Raises UserError (naming ``source`` and the classes found) when nothing is
+    left to tile.
+    """
+    import shapely
+
+    patterns = list(DEFAULT_ROI_CLASSES if roi_classes is None else roi_classes)
+    excludes = list(exclude_classes or ())
+    annotations = [r for r in rois if _is_annotation(r)]
+    found: dict[str, int] = {}
+    for r in annotations:
+        key = r.classification or UNCLASSIFIED
+        found[key] = found.get(key, 0) + 1
+    excluded = [bool(r.classification) and class_matches(r.classification, IGNORE_CLASSES + tuple(excludes))
+                for r in annotations]
+    drop = [r for r, ex in zip(annotations, excluded) if ex]
+    take = [r for r, ex in zip(annotations, excluded) if not ex and class_matches(r.classification, patterns)]
+    if not take:
+        take = [r for r in annotations if not r.classification]
+    tiled_names = sorted({r.classification or UNCLASSIFIED for r in take})
+    dropped_names = sorted({r.classification for r in drop})
+    others = [c for c in found if c not in tiled_names and c not in dropped_names]
+
+    def fail(why: str) -> UserError:
+        return UserError(f"{source}: {why}; classes found: {', '.join(found) or 'none'}; tile classes "
+                         f"{patterns}, exclusions {list(IGNORE_CLASSES) + excludes} (change them with --roi-class / "
+                         "--exclude-class or the project setting [slides] roi_classes / exclude_classes)")
+
+    if not take:
+        raise fail("no annotation of the classes to tile")
+    out = take
+    removed = 0.0
+    if drop:
+        cut = shapely.union_all([r.geometry for r in drop])
+        out = []
+        for r in take:
+            g = _polygonal(r.geometry.difference(cut))
+            removed += r.geometry.area - (g.area if not g.is_empty else 0.0)
+            if not g.is_empty and g.area > 0:
+                out.append(Roi(g, r.name, r.classification, r.properties))
+        if not out:
+            raise fail("the excluded annotations cover every annotation to tile")
+    return RoiSelection(out, found, tiled_names, dropped_names, others, patterns, excludes,
+                        subtracted_area=removed, other_objects=len(rois) - len(annotations))
+
+
+def load_roi_selection(path: str | os.PathLike[str], *, slide_size: tuple[int, int] | None = None,
+                       roi_classes: Iterable[str] | None = None,
+                       exclude_classes: Iterable[str] | None = None) -> RoiSelection:
+    """:func:`load_rois` then :func:`select_rois`: the ROIs of ``path`` to tile."""
+    rois = load_rois(path, slide_size=slide_size)
+    return select_rois(rois, roi_classes, exclude_classes, source=f"ROI file {Path(path)}")
+
+
+#: tiles per shapely call in :func:`roi_coverage`: each call holds the GIL, so a slide's
+#: thousands of candidate tiles are measured in chunks to let a GUI thread run in between
+COVERAGE_CHUNK = 1024
+
+
 def roi_coverage(rois: list[Roi], x: np.ndarray, y: np.ndarray, size: float) -> tuple[np.ndarray, np.ndarray]:
     """Per tile: the fraction of the square ``[x, x+size) x [y, y+size)`` inside the ROIs
     (holes excluded) and the index of the ROI covering it most (-1 if none)."""
@@ -157,12 +311,23 @@ def roi_coverage(rois: list[Roi], x: np.ndarray, y: np.ndarray, size: float) -> 
     x = np.asarray(x, dtype=float)
     y = np.asarray(y, dtype=float)
     n = x.size
-    best = np.full(n, -1, dtype=np.int32)
     if not rois or n == 0:
-        return np.zeros(n), best
-    boxes = shapely.box(x, y, x + size, y + size)
+        return np.zeros(n), np.full(n, -1, dtype=np.int32)
     union = shapely.union_all([r.geometry for r in rois])
     shapely.prepare(union)
+    for roi in rois:
+        shapely.prepare(roi.geometry)
+    parts = [_coverage_chunk(rois, union, x[i:i + COVERAGE_CHUNK], y[i:i + COVERAGE_CHUNK], size)
+             for i in range(0, n, COVERAGE_CHUNK)]
+    return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+
+
+def _coverage_chunk(rois: list[Roi], union, x: np.ndarray, y: np.ndarray, size: float) -> tuple[np.ndarray, np.ndarray]:
+    import shapely
+
+    n = x.size
+    best = np.full(n, -1, dtype=np.int32)
+    boxes = shapely.box(x, y, x + size, y + size)
     total = np.zeros(n)
     hit = shapely.intersects(union, boxes)
     if hit.any():
@@ -173,7 +338,6 @@ def roi_coverage(rois: list[Roi], x: np.ndarray, y: np.ndarray, size: float) -> 
         if idx.size == 0:
             break
         g = roi.geometry
-        shapely.prepare(g)
         inter = shapely.intersects(g, boxes[idx])
         if not inter.any():
             continue

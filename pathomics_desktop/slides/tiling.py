@@ -8,9 +8,12 @@ Geometry (all coordinates in level-0 pixels, grid anchored at the level-0 origin
 * read from the level with the largest downsample ``d <= R / tile_size`` (never upsample
   more than 1 %), ``R / d`` level pixels, resampled to ``tile_size`` (area averaging, or
   libjpeg DCT scaling on the fast path);
-* kept when ``roi_fraction >= roi_threshold`` (area inside the ROIs, holes excluded) if
-  there are ROIs, else when ``mask_fraction >= min_mask_fraction`` (low-resolution tissue
-  mask), and in both cases ``tissue_fraction = 1 - white fraction >= tissue_threshold``.
+* kept when ``roi_fraction >= roi_threshold`` (area inside the ROIs, holes and the
+  ``Ignore*`` / excluded classes subtracted; only the tile classes, see
+  :func:`pathomics_desktop.slides.roi.select_rois`) if there are ROIs, else when
+  ``mask_fraction >= min_mask_fraction`` (low-resolution tissue mask, which fails safe on
+  slides without glass), and in both cases ``tissue_fraction = 1 - white fraction >=
+  tissue_threshold``.
 
 Work is done in chunks of candidate tiles written atomically to ``<index>.partial/``; an
 interrupted run resumes from the finished chunks, and a finished index whose recorded
@@ -34,7 +37,7 @@ import numpy as np
 
 from pathomics_desktop.errors import UserError
 from pathomics_desktop.slides.reader import SlideMetadata, apply_mpp_override, read_slide_metadata, require_mpp
-from pathomics_desktop.slides.roi import Roi, load_rois, roi_coverage
+from pathomics_desktop.slides.roi import DEFAULT_ROI_CLASSES, Roi, load_roi_selection, roi_coverage
 from pathomics_desktop.slides.tissue import TissueMaskParams, compute_tissue_mask, white_fraction
 
 INDEX_VERSION = 1
@@ -63,6 +66,10 @@ class TilingParams:
     fast_path: bool = True
     estimate_stain: bool = True
     min_tiles: int = 1
+    # QuPath classes to tile (glob, case-insensitive) and classes subtracted besides Ignore*;
+    # not in recorded(): their effect is in the ROI hash
+    roi_classes: tuple[str, ...] = DEFAULT_ROI_CLASSES
+    exclude_classes: tuple[str, ...] = ()
 
     def recorded(self) -> dict[str, Any]:
         """The parameters that define an index (resume only when all of them match)."""
@@ -88,6 +95,8 @@ class TilePlan:
     roi_name: np.ndarray  # object array of str
     grid_size: int  # all whole tiles of the grid
     slide_tissue_fraction: float
+    mask_mode: str = ""  # how the tissue mask threshold was chosen (otsu | otsu-refined | no-background)
+    background_fraction: float = float("nan")
 
 
 @dataclass
@@ -107,6 +116,8 @@ class TileResult:
     resumed_chunks: int = 0
     stain: dict | None = None
     error_kind: str = ""  # no_tissue | bad_input | error (failed slides only)
+    roi_selection: dict | None = None  # classes found / tiled / subtracted (RoiSelection.to_dict)
+    mask_mode: str = ""
 
     @property
     def ok(self) -> bool:
@@ -210,7 +221,7 @@ def plan_tiles(source: SlideTileSource, meta: SlideMetadata, params: TilingParam
                             f"({read_size} level-0 px at {mpp:g} um/px)")
     gx, gy = np.meshgrid(np.arange(nx, dtype=np.int64) * read_size, np.arange(ny, dtype=np.int64) * read_size)
     x, y = gx.ravel(), gy.ravel()
-    mask = compute_tissue_mask(source.slide, params.mask, name=meta.path)
+    mask = compute_tissue_mask(source.slide, params.mask, name=meta.path, white_level=params.white_level)
     mask_fraction = mask.fraction_in_boxes(x, y, read_size)
     if rois:
         roi_fraction, best = roi_coverage(rois, x, y, read_size)
@@ -224,7 +235,8 @@ def plan_tiles(source: SlideTileSource, meta: SlideMetadata, params: TilingParam
     level = source.best_level(read_size, params.tile_size)
     return TilePlan(meta.path, mpp, read_size, level, source.level_downsamples[level],
                     x[keep], y[keep], mask_fraction[keep], roi_fraction[keep], roi_name[keep],
-                    grid_size=int(x.size), slide_tissue_fraction=mask.tissue_fraction)
+                    grid_size=int(x.size), slide_tissue_fraction=mask.tissue_fraction,
+                    mask_mode=mask.mode, background_fraction=mask.background_fraction)
 
 
 # --------------------------------------------------------------------------------------
@@ -325,7 +337,9 @@ def tile_slide(
     """Tile one slide into ``<out_dir>/<stem>.parquet``; raises UserError on bad input.
 
     ``progress(done, total)`` is called per chunk; ``cancel()`` returning True stops
-    after the current chunk (the run resumes later).
+    after the current chunk (the run resumes later). ROIs read from ``roi_path`` are
+    selected by ``params.roi_classes`` / ``params.exclude_classes``; ``rois`` given
+    directly are tiled as they are.
     """
     import openslide
     import pyarrow as pa
@@ -338,14 +352,18 @@ def tile_slide(
     if mpp_override is not None:
         apply_mpp_override(meta, mpp_override)
     mpp = require_mpp(meta)
+    selection = None
     if roi_path is not None and rois is None:
-        rois = load_rois(roi_path, slide_size=(meta.width, meta.height))
+        selection = load_roi_selection(roi_path, slide_size=(meta.width, meta.height),
+                                       roi_classes=params.roi_classes, exclude_classes=params.exclude_classes)
+        rois = selection.rois
+    selection_dict = selection.to_dict() if selection is not None else None
     recorded = {
         "version": INDEX_VERSION, "slide": Path(slide_path).name, "slide_path": str(Path(slide_path).resolve()),
         "slide_size": [meta.width, meta.height], "slide_file_size": meta.file_size,
         "slide_mpp": mpp, "mpp_source": "override" if meta.mpp_override is not None else "scanner",
         "params": params.recorded(), "roi_sha256": _rois_sha256(rois),
-        "n_rois": len(rois or []),
+        "n_rois": len(rois or []), "roi_selection": selection_dict,
     }
     key_fields = ("version", "slide_size", "slide_file_size", "slide_mpp", "params", "roi_sha256", "n_rois")
 
@@ -358,7 +376,8 @@ def tile_slide(
             return TileResult(Path(slide_path).name, "up-to-date", str(out), n_tiles=int(previous.get("n_tiles", 0)),
                               n_candidates=int(previous.get("n_candidates", 0)), seconds=time.perf_counter() - t0,
                               mpp=mpp, read_size=previous.get("read_size"), level=previous.get("level"),
-                              stain=previous.get("stain"))
+                              stain=previous.get("stain"), roi_selection=selection_dict,
+                              mask_mode=previous.get("mask_mode", ""))
     partial = out.with_name(out.name + ".partial")
     state_file = partial / "params.json"
     if partial.exists():
@@ -379,6 +398,8 @@ def tile_slide(
         if n == 0:
             shutil.rmtree(partial, ignore_errors=True)
             where = "inside the ROI" if rois else "in the tissue mask"
+            if selection is not None:
+                where += f" ({selection.summary()})"
             raise NoTissueError(f"slide {slide_path}: no tissue {where} (insufficient tissue)")
         chunk = max(1, params.chunk_tiles)
         n_chunks = int(math.ceil(n / chunk))
@@ -399,7 +420,8 @@ def tile_slide(
                 if cancel is not None and cancel():
                     return TileResult(slide_name, "cancelled", None, n_candidates=n,
                                       seconds=time.perf_counter() - t0, mpp=mpp, read_size=rs, level=level,
-                                      resumed_chunks=resumed, reason="cancelled; run again to resume")
+                                      resumed_chunks=resumed, reason="cancelled; run again to resume",
+                                      roi_selection=selection_dict, mask_mode=plan.mask_mode)
                 idx = np.arange(c * chunk, min(n, (c + 1) * chunk))
                 try:
                     tf = np.fromiter(pool.map(score, idx, chunksize=4), dtype=np.float64, count=idx.size)
@@ -441,6 +463,7 @@ def tile_slide(
     recorded.update({"complete": True, "n_tiles": n_tiles, "n_candidates": int(n), "grid_size": plan.grid_size,
                      "read_size": plan.read_size, "level": plan.level, "level_downsample": plan.level_downsample,
                      "slide_tissue_fraction": plan.slide_tissue_fraction, "stain": stain,
+                     "mask_mode": plan.mask_mode, "background_fraction": plan.background_fraction,
                      "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
     schema_meta = dict(table.schema.metadata or {})
     schema_meta.pop(b"pandas", None)
@@ -454,7 +477,7 @@ def tile_slide(
     shutil.rmtree(partial, ignore_errors=True)
     return TileResult(slide_name, "done", str(out), n_tiles=n_tiles, n_candidates=int(n),
                       seconds=time.perf_counter() - t0, mpp=mpp, read_size=plan.read_size, level=plan.level,
-                      resumed_chunks=resumed, stain=stain)
+                      resumed_chunks=resumed, stain=stain, roi_selection=selection_dict, mask_mode=plan.mask_mode)
 
 
 def _estimate_slide_stain(source: SlideTileSource, table, params: TilingParams, n_sample: int = 12) -> dict | None:

@@ -4,6 +4,12 @@ The mask follows CLAM (Lu et al., Nat Biomed Eng 2021, ``create_patches_fp.py`` 
 HSV saturation, median blur, Otsu threshold, morphological closing, then removal of small
 tissue components and filling of small holes. Areas are given in level-0 pixels and
 scaled to the mask resolution.
+
+Otsu's threshold assumes two modes, glass and tissue. The mask fails safe when that is not
+so (see :func:`choose_saturation_threshold`): a field that is tissue everywhere (a cropped
+region, a dense resection) has no glass mode, and then every pixel above the saturation
+floor is tissue, so the per-tile white check alone decides; a slide with little glass keeps
+its pale tissue; a blank slide (glass only) still has none.
 """
 
 from __future__ import annotations
@@ -26,6 +32,10 @@ class TissueMaskParams:
     16 patches here, and never more than 1 % of the slide so that small slides keep their
     tissue). ``saturation_floor``: the Otsu threshold is never taken below
     this (keeps blank slides empty instead of thresholding noise).
+    ``min_background_fraction``: below this fraction of glass pixels (R, G, B all >= the
+    tiler's white level, the per-tile white check) the image has no background mode and
+    Otsu is not used. ``min_glass_share``: Otsu's lower class must be at least this share
+    glass, else Otsu has split the tissue and is re-run inside the lower class.
     """
 
     mask_downsample: float = 64.0
@@ -35,6 +45,8 @@ class TissueMaskParams:
     max_hole_area: float = 16 * 512 * 512
     saturation_floor: int = 15
     dark_floor: int = 0  # pixels with value (HSV V) below this are not tissue (pen, black borders)
+    min_background_fraction: float = 0.02
+    min_glass_share: float = 0.9
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -47,7 +59,9 @@ class TissueMask:
     mask: np.ndarray  # bool (h, w)
     downsample_x: float
     downsample_y: float
-    otsu_threshold: float
+    otsu_threshold: float  # the saturation threshold used (0-255), whichever rule chose it
+    mode: str = "otsu"  # otsu | otsu-refined | no-background (see choose_saturation_threshold)
+    background_fraction: float = float("nan")  # fraction of glass pixels in the low-resolution image
 
     @property
     def tissue_fraction(self) -> float:
@@ -73,19 +87,68 @@ class TissueMask:
         return s / area
 
 
-def tissue_mask_from_rgb(rgb: np.ndarray, downsample: float, params: TissueMaskParams = TissueMaskParams()) -> TissueMask:
-    """Tissue mask of a low-resolution RGB image ``rgb`` taken at ``downsample``."""
+def _otsu(values: np.ndarray) -> float:
+    import cv2
+
+    t, _ = cv2.threshold(np.ascontiguousarray(values, dtype=np.uint8).reshape(-1, 1), 0, 255,
+                         cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+    return float(t)
+
+
+def choose_saturation_threshold(sat: np.ndarray, glass: np.ndarray,
+                                params: TissueMaskParams = TissueMaskParams()) -> tuple[float, str, float]:
+    """``(threshold, mode, background_fraction)``: tissue is ``sat > threshold``.
+
+    ``sat``: blurred HSV saturation (uint8); ``glass``: pixels that are white by the per-tile
+    white check (R, G, B >= white level). ``background_fraction = glass.mean()``.
+
+    * ``no-background``: ``background_fraction < min_background_fraction`` - there is no
+      glass mode to separate, so the threshold is ``saturation_floor`` (every coloured
+      pixel is tissue; the per-tile white check decides);
+    * ``otsu``: Otsu's threshold ``t`` when its lower class ``sat <= t`` is at least
+      ``min_glass_share`` glass (the usual slide: glass below, tissue above);
+    * ``otsu-refined``: otherwise Otsu split the tissue (little glass, pale and dark
+      tissue); Otsu is re-run on the lower class until that class is mostly glass.
+
+    The threshold is never below ``saturation_floor``, so a blank slide stays empty.
+    """
+    floor = float(params.saturation_floor)
+    background = float(glass.mean()) if glass.size else 0.0
+    if background < params.min_background_fraction:
+        return floor, "no-background", background
+    t = _otsu(sat)
+    mode = "otsu"
+    for _ in range(8):  # each pass splits the lower class again; a few suffice
+        lower = sat <= t
+        n_lower = int(lower.sum())
+        if n_lower == 0 or glass[lower].mean() >= params.min_glass_share:
+            break
+        t_next = _otsu(sat[lower])
+        if t_next >= t:
+            break
+        t, mode = t_next, "otsu-refined"
+    return max(t, floor), mode, background
+
+
+def tissue_mask_from_rgb(rgb: np.ndarray, downsample: float, params: TissueMaskParams = TissueMaskParams(),
+                         *, white_level: int = 210) -> TissueMask:
+    """Tissue mask of a low-resolution RGB image ``rgb`` taken at ``downsample``.
+
+    ``white_level``: the tiler's per-tile white check (a pixel is glass when R, G, B are all
+    >= it); it decides whether the image has a background mode (:func:`choose_saturation_threshold`).
+    """
     import cv2
 
     if rgb.ndim != 3 or rgb.shape[2] < 3:
         raise ValueError("expected an RGB image")
-    hsv = cv2.cvtColor(np.ascontiguousarray(rgb[..., :3]), cv2.COLOR_RGB2HSV)
+    rgb = np.ascontiguousarray(rgb[..., :3])
+    hsv = cv2.cvtColor(rgb, cv2.COLOR_RGB2HSV)
     sat = hsv[..., 1]
     k = params.median_blur | 1
     if k > 1:
         sat = cv2.medianBlur(sat, k)
-    otsu, _ = cv2.threshold(sat, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
-    thr = max(float(otsu), float(params.saturation_floor))
+    glass = rgb.min(axis=2) >= white_level
+    thr, mode, background = choose_saturation_threshold(sat, glass, params)
     mask = (sat > thr).astype(np.uint8)
     if params.dark_floor > 0:
         mask[hsv[..., 2] < params.dark_floor] = 0
@@ -95,7 +158,7 @@ def tissue_mask_from_rgb(rgb: np.ndarray, downsample: float, params: TissueMaskP
     px_area = downsample * downsample
     min_area = min(params.min_tissue_area / px_area, 0.01 * mask.size)
     mask = _filter_components(mask, min_area, params.max_hole_area / px_area)
-    return TissueMask(mask.astype(bool), downsample, downsample, thr)
+    return TissueMask(mask.astype(bool), downsample, downsample, thr, mode, background)
 
 
 def _filter_components(mask: np.ndarray, min_area: float, max_hole: float) -> np.ndarray:
@@ -120,11 +183,13 @@ def _filter_components(mask: np.ndarray, min_area: float, max_hole: float) -> np
     return out
 
 
-def compute_tissue_mask(slide, params: TissueMaskParams = TissueMaskParams(), *, name: str = "") -> TissueMask:
+def compute_tissue_mask(slide, params: TissueMaskParams = TissueMaskParams(), *, name: str = "",
+                        white_level: int = 210) -> TissueMask:
     """Tissue mask of an ``openslide.OpenSlide`` at about ``params.mask_downsample``.
 
     Reads the pyramid level whose downsample is the largest not above the wanted one, in
     strips (never the whole level-0 image), and resizes it to the mask grid.
+    ``white_level`` is the tiler's per-tile white check (see :func:`tissue_mask_from_rgb`).
     """
     import cv2
 
@@ -152,7 +217,7 @@ def compute_tissue_mask(slide, params: TissueMaskParams = TissueMaskParams(), *,
         out[row_mask:row_mask + target_rows] = cv2.resize(rgb, (mw, target_rows), interpolation=cv2.INTER_AREA)
         row_mask += target_rows
         y += rows
-    return tissue_mask_from_rgb(out, want, params)
+    return tissue_mask_from_rgb(out, want, params, white_level=white_level)
 
 
 def _rgba_on_white(region: np.ndarray) -> np.ndarray:

@@ -12,6 +12,10 @@ Part 1 (models):
 * :mod:`.subgroups` - exposure HR per subgroup level with interaction LR p (forest plot).
 * :mod:`.table1` - baseline table with Shapiro-Wilk-chosen tests and exact r x c Fisher.
 * :mod:`.data` - table loader for the ``analyze`` commands and JSON/text output.
+* :mod:`.results` - the habit every result object shares: typed dataclass fields,
+  ``to_dict()`` (exactly the ``analyze ... --json`` object) and ``summary()`` / ``str()``
+  (the text output).
+* :mod:`.levels` - how category values are labelled and ordered (shared by all of the above).
 
 Every public function raises :class:`pathomics_desktop.errors.UserError` for degenerate
 input instead of returning NaN.

@@ -69,8 +69,9 @@ def _load(args, columns, event_columns=(), time_columns=()):
     return df
 
 
-def _emit(result: dict, args) -> int:
-    """Print via the shared emitter (NaN/inf become ``null``; numpy scalars become numbers)."""
+def _emit(result, args) -> int:
+    """Print a result object (or, for lasso-cox, a dict) via the shared emitter (NaN/inf
+    become ``null``; numpy scalars become numbers)."""
     from pathomics_desktop.stats.data import emit
 
     emit(result, args)
@@ -96,7 +97,7 @@ def _cindex(args) -> int:
         res = cc.uno_c(t, e, x, args.tau)
     else:
         res = cc.harrell_c(t, e, x)
-    return _emit({"c": res.c, "ci_lower": res.ci_lower, "ci_upper": res.ci_upper, "n": res.n}, args)
+    return _emit(res, args)
 
 
 def _tdauc(args) -> int:
@@ -109,7 +110,7 @@ def _tdauc(args) -> int:
         res = tdroc.bootstrap_td_auc(t, e, x, times, n_boot=args.bootstrap, seed=args.seed)
     else:
         res = tdroc.cumulative_dynamic_auc(t, e, x, times)
-    return _emit(res.as_dict(), args)
+    return _emit(res, args)
 
 
 def _cutpoint(args) -> int:
@@ -121,7 +122,7 @@ def _cutpoint(args) -> int:
         res = cp.maxstat_cutpoint(t, e, x, minprop=args.minprop)
     else:
         res = cp.xtile(t, e, x, minprop=args.minprop, n_perm=args.permutations, seed=args.seed)
-    return _emit(res.as_dict(), args)
+    return _emit(res, args)
 
 
 def _lasso(args) -> int:
@@ -149,7 +150,7 @@ def _meta(args) -> int:
 
     df = _load(args, [args.estimate, args.se])
     res = mt.meta_analysis(df[args.estimate].to_numpy(), df[args.se].to_numpy(), method=args.method)
-    return _emit(res.as_dict(), args)
+    return _emit(res, args)
 
 
 def _roc(args) -> int:
@@ -159,7 +160,7 @@ def _roc(args) -> int:
     df = _load(args, cols, [args.label])
     y = df[args.label].to_numpy()
     res = roc.roc_analysis(y, df[args.score].to_numpy(), cut=args.cut, vs=df[args.vs].to_numpy() if args.vs else None)
-    return _emit(res.as_dict(), args)
+    return _emit(res, args)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -1,18 +1,22 @@
 """``pathomics analyze km|cox|subgroups|table1`` handlers (heavy imports inside handlers).
 
+Each ``*_result`` function computes from a loaded frame and returns the result object that
+the GUI shows and the CLI prints (``to_dict()`` for ``--json``, ``summary()`` for text).
 JSON output keys (exactly):
 
-* km: ``{"groups": [{"group", "n", "events", "median", "median_lower", "median_upper",
-  "at": [{"time", "survival", "lower", "upper", "at_risk"}]}], "logrank": {"chisq", "df",
-  "p"} | null}``
-* cox: ``{"n", "events", "terms": [{"term", "coef", "se", "hr", "hr_lower", "hr_upper", "z",
-  "p"}], "loglik", "concordance", "frailty": {"variance"} | null, "ph_test": {term: {"chisq",
-  "df", "p"}, ..., "GLOBAL": {...}} | null}`` (se is the robust SE with --cluster;
-  ph_test is null for frailty models)
-* subgroups: ``{"rows": [{"variable", "level", "n", "events", "hr", "hr_lower", "hr_upper",
-  "p", "p_interaction"}]}``
-* table1: ``{"groups", "rows": [{"variable", "level", "summary": {group: text}, "p",
-  "test"}]}``
+* km (:class:`~pathomics_desktop.stats.km.KaplanMeierComparison`): ``{"groups": [{"group",
+  "n", "events", "median", "median_lower", "median_upper", "at": [{"time", "survival",
+  "lower", "upper", "at_risk"}]}], "logrank": {"chisq", "df", "p"} | null}``
+* cox (:class:`~pathomics_desktop.stats.cox.CoxModelResult`): ``{"n", "events", "terms":
+  [{"term", "coef", "se", "hr", "hr_lower", "hr_upper", "z", "p"}], "loglik",
+  "concordance", "frailty": {"variance"} | null, "ph_test": {term: {"chisq", "df", "p"},
+  ..., "GLOBAL": {...}} | null}`` (se is the robust SE with --cluster; ph_test is null
+  for frailty models)
+* subgroups (:class:`~pathomics_desktop.stats.subgroups.SubgroupAnalysis`): ``{"rows":
+  [{"variable", "level", "n", "events", "hr", "hr_lower", "hr_upper", "p",
+  "p_interaction"}]}``
+* table1 (:class:`~pathomics_desktop.stats.table1.BaselineTable`): ``{"groups", "rows":
+  [{"variable", "level", "summary": {group: text}, "p", "test"}]}``
 """
 
 from __future__ import annotations
@@ -20,12 +24,6 @@ from __future__ import annotations
 import argparse
 
 from pathomics_desktop.errors import UserError
-
-KM_GROUP_KEYS = ("group", "n", "events", "median", "median_lower", "median_upper", "at")
-COX_TERM_KEYS = ("term", "coef", "se", "hr", "hr_lower", "hr_upper", "z", "p")
-SUBGROUP_KEYS = ("variable", "level", "n", "events", "hr", "hr_lower", "hr_upper", "p",
-                 "p_interaction")
-TABLE1_KEYS = ("variable", "level", "summary", "p", "test")
 
 
 def _csv(text: str | None) -> list[str]:
@@ -116,33 +114,13 @@ def _load(args, columns, *, events=(), times=()):
 
 
 def km_result(frame, time: str, event: str, group: str | None = None, *,
-              at: list[float] = (), strata: str | None = None) -> dict:
-    """The km JSON result from a loaded frame (see module docstring)."""
-    from pathomics_desktop.stats.cox import level_label, sorted_levels
-    from pathomics_desktop.stats.km import kaplan_meier, logrank_test
+              at: list[float] = (), strata: str | None = None):
+    """Kaplan-Meier curves per group and the log-rank test (``KaplanMeierComparison``)."""
+    from pathomics_desktop.stats.km import km_comparison
 
-    groups = []
-    if group:
-        labels = [level_label(v) for v in frame[group].tolist()]
-        levels = sorted_levels(frame[group].tolist())
-    else:
-        labels, levels = ["all"] * len(frame), ["all"]
-    import numpy as np
-
-    lab = np.asarray(labels, dtype=object)
-    t = frame[time].to_numpy()
-    e = frame[event].to_numpy()
-    for lvl in levels:
-        m = lab == lvl
-        fit = kaplan_meier(t[m], e[m])
-        med, lo, hi = fit.median()
-        groups.append({"group": lvl, "n": fit.n, "events": fit.events, "median": med,
-                       "median_lower": lo, "median_upper": hi, "at": fit.at(at)})
-    logrank = None
-    if group and len(levels) >= 2 and int(np.sum(e)) > 0:
-        res = logrank_test(t, e, lab, strata=frame[strata].to_numpy() if strata else None)
-        logrank = {"chisq": res.chisq, "df": res.df, "p": res.p}
-    return {"groups": groups, "logrank": logrank}
+    return km_comparison(frame[time].to_numpy(), frame[event].to_numpy(),
+                         frame[group].tolist() if group else None, at=at,
+                         strata=frame[strata].to_numpy() if strata else None)
 
 
 def run_km(args) -> int:
@@ -157,35 +135,33 @@ def run_km(args) -> int:
 def cox_result(frame, time: str, event: str, covariates: list[str], *,
                categorical: list[str] = (), reference: dict | None = None,
                strata: list[str] | None = None, cluster: str | None = None,
-               frailty: str | None = None, ties: str = "efron") -> dict:
-    """The cox JSON result from a loaded frame (see module docstring)."""
+               frailty: str | None = None, ties: str = "efron"):
+    """A Cox model, or with ``frailty`` a Gaussian center-frailty model (``CoxModelResult``).
+
+    The frailty model's concordance is Harrell's C of the linear predictor plus the
+    estimated center effect (as R ``coxph(... + frailty(center))``)."""
     import numpy as np
 
-    from pathomics_desktop.stats.cox import concordance_index, cox_zph, fit_cox
+    from pathomics_desktop.stats.cox import CoxModelResult, cox_zph, fit_cox
 
     if frailty:
+        from pathomics_desktop.stats.concordance import c_from_counts, concordance_counts
+        from pathomics_desktop.stats.cox import design_matrix
         from pathomics_desktop.stats.frailty import fit_frailty
+        from pathomics_desktop.stats.levels import level_label
 
         if strata or cluster:
             raise UserError("--frailty cannot be combined with --strata or --cluster")
         fit = fit_frailty(frame, time, event, covariates, frailty, categorical=categorical,
                           reference=reference, ties=ties)
-        from pathomics_desktop.stats.cox import design_matrix, level_label
-
         X, _, _ = design_matrix(frame, covariates, categorical=categorical, reference=reference)
         effects = dict(zip(fit.centers, fit.center_effects))
         lp = X @ fit.coef + np.array([effects[level_label(c)] for c in frame[frailty].tolist()])
-        conc = concordance_index(frame[time].to_numpy(), frame[event].to_numpy() == 1, lp)
-        return {"n": fit.n, "events": fit.events,
-                "terms": [{k: r[k] for k in COX_TERM_KEYS} for r in fit.table()],
-                "loglik": fit.loglik, "concordance": conc["concordance"],
-                "frailty": {"variance": fit.variance}, "ph_test": None}
+        counts = concordance_counts(frame[time].to_numpy(), frame[event].to_numpy() == 1, lp)
+        return CoxModelResult(fit, c_from_counts(counts), None)
     fit = fit_cox(frame, time, event, covariates, categorical=categorical, reference=reference,
                   strata=strata or None, cluster=cluster, ties=ties)
-    return {"n": fit.n, "events": fit.events,
-            "terms": [{k: r[k] for k in COX_TERM_KEYS} for r in fit.table()],
-            "loglik": fit.loglik, "concordance": fit.concordance, "frailty": None,
-            "ph_test": cox_zph(fit)}
+    return CoxModelResult(fit, fit.concordance, cox_zph(fit))
 
 
 def run_cox(args) -> int:
@@ -214,17 +190,16 @@ def run_subgroups(args) -> int:
                                          event_value=args.event_value, project_dir=args.project,
                                          time_columns=[args.time], required=core)
     args.notes = [f"{dropped} row(s) with missing time/event/exposure dropped"] if dropped else []
-    res = subgroup_analysis(frame, args.time, args.event, args.exposure, subgroups,
-                            reference=args.exposure_reference)
-    return emit({"rows": [{k: r[k] for k in SUBGROUP_KEYS} for r in res["rows"]]}, args)
+    return emit(subgroup_analysis(frame, args.time, args.event, args.exposure, subgroups,
+                                  reference=args.exposure_reference), args)
 
 
 def table1_result(frame, by: str, columns: list[str], *, categorical: list[str] = (),
-                  digits: int = 1) -> dict:
+                  digits: int = 1):
+    """Table 1 of ``columns`` by ``by`` (``BaselineTable``)."""
     from pathomics_desktop.stats.table1 import baseline_table
 
-    res = baseline_table(frame, by, columns, categorical=categorical, digits=digits)
-    return {"groups": res["groups"], "rows": [{k: r[k] for k in TABLE1_KEYS} for r in res["rows"]]}
+    return baseline_table(frame, by, columns, categorical=categorical, digits=digits)
 
 
 def run_table1(args) -> int:

@@ -10,7 +10,6 @@ td-AUC at 3 times (n = 100,000). ``--quick`` uses small sizes (for tests).
 from __future__ import annotations
 
 import argparse
-import importlib
 import time
 
 import numpy as np
@@ -41,19 +40,11 @@ def _line(name, ours, peer_name, peer, diff) -> dict:
     return {"name": name, "ours": ours, "peer": peer, "ratio": ratio, "diff": diff}
 
 
-def _unavailable(name: str, why: str) -> None:
-    print(f"{name:<34} unavailable ({why})", flush=True)
-
-
 def bench_km(n: int, seed: int):
     from lifelines import KaplanMeierFitter
     from lifelines.statistics import logrank_test as ll_logrank
 
-    try:
-        km = importlib.import_module("pathomics_desktop.stats.km")
-    except ModuleNotFoundError:
-        _unavailable(f"KM + log-rank (n={n:,})", "pathomics_desktop.stats.km not present")
-        return None
+    from pathomics_desktop.stats import km
     t, e, x = _synthetic(n, 1, seed)
     group = (x[:, 0] > 0).astype(int)
 
@@ -80,11 +71,7 @@ def bench_cox(n: int, p: int, seed: int):
     from lifelines import CoxPHFitter
     import pandas as pd
 
-    try:
-        cox = importlib.import_module("pathomics_desktop.stats.cox")
-    except ModuleNotFoundError:
-        _unavailable(f"Cox (n={n:,}, p={p})", "pathomics_desktop.stats.cox not present")
-        return None
+    from pathomics_desktop.stats import cox
     t, e, x = _synthetic(n, p, seed)
     names = [f"x{j}" for j in range(p)]
     df = pd.DataFrame(x, columns=names)

@@ -9,7 +9,6 @@ and ``--json``. No heavy import happens here.
 from __future__ import annotations
 
 import argparse
-import importlib
 
 
 def add_common_arguments(parser: argparse.ArgumentParser) -> None:
@@ -29,13 +28,7 @@ def register(subparsers) -> None:
         description="Survival statistics on a table file or the registry cohort snapshot.")
     analyze_sub = analyze.add_subparsers(dest="analysis", metavar="ANALYSIS")
     analyze.set_defaults(func=lambda args: (analyze.print_help(), 1)[1])
-    from pathomics_desktop.stats import analyze_models
+    from pathomics_desktop.stats import analyze_markers, analyze_models
 
     analyze_models.register(analyze_sub)
-    try:
-        markers = importlib.import_module("pathomics_desktop.stats.analyze_markers")
-    except ModuleNotFoundError as exc:
-        if exc.name != "pathomics_desktop.stats.analyze_markers":
-            raise
-    else:
-        markers.register(analyze_sub)
+    analyze_markers.register(analyze_sub)

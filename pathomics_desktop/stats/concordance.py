@@ -26,17 +26,20 @@ import numpy as np
 from scipy import stats as _sps
 
 from pathomics_desktop.errors import UserError
+from pathomics_desktop.stats.results import StatResult
 
 __all__ = [
     "ConcordanceResult",
     "PairedConcordance",
     "check_survival",
     "concordance_counts",
+    "c_from_counts",
     "harrell_c",
     "uno_c",
     "bootstrap_c",
     "compare_c",
     "censoring_survival",
+    "evaluate_step_function",
 ]
 
 _Z975 = float(_sps.norm.ppf(0.975))
@@ -104,7 +107,7 @@ def censoring_survival(time: np.ndarray, event: np.ndarray):
     At a time with both events and censorings the events are removed from the risk set
     first (events precede censorings), as in scikit-survival's
     ``CensoringDistributionEstimator``. Returns ``(unique_times, G)`` with G right-continuous;
-    evaluate with :func:`_step_eval`.
+    evaluate with :func:`evaluate_step_function`.
     """
     t = np.asarray(time, dtype=float)
     e = np.asarray(event, dtype=bool)
@@ -118,11 +121,17 @@ def censoring_survival(time: np.ndarray, event: np.ndarray):
     return uniq, np.cumprod(1.0 - ratio)
 
 
-def _step_eval(grid: np.ndarray, values: np.ndarray, at: np.ndarray, before: float = 1.0) -> np.ndarray:
-    """Right-continuous step function ``values`` on ``grid`` evaluated at ``at`` (``before`` left of grid)."""
+def evaluate_step_function(grid: np.ndarray, values: np.ndarray, at, before: float = 1.0) -> np.ndarray:
+    """Value at each point of ``at`` of the right-continuous step function that jumps to
+    ``values[k]`` at ``grid[k]`` (``grid`` ascending) and equals ``before`` left of ``grid[0]``.
+
+    ``f(a) = values[max{k : grid[k] <= a}]``, or ``before`` when no ``grid[k] <= a``; e.g. a
+    Kaplan-Meier curve ``(times, S)`` from :func:`censoring_survival` evaluated at new times
+    (``before = 1``: survival is 1 before the first step). Used by Uno's C and the IPCW
+    time-dependent AUC (:mod:`pathomics_desktop.stats.tdroc`).
+    """
     idx = np.searchsorted(grid, at, side="right") - 1
-    out = np.where(idx >= 0, values[np.clip(idx, 0, None)], before)
-    return out
+    return np.where(idx >= 0, values[np.clip(idx, 0, None)], before)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -247,7 +256,7 @@ def _pair_counts(time: np.ndarray, event: np.ndarray, marker: np.ndarray, contro
 
 
 @dataclass
-class ConcordanceResult:
+class ConcordanceResult(StatResult):
     """A concordance estimate; ``se`` is the infinitesimal-jackknife standard error (Harrell's C)."""
 
     c: float
@@ -262,18 +271,44 @@ class ConcordanceResult:
     influence: np.ndarray | None = field(default=None, repr=False)
     samples: np.ndarray | None = field(default=None, repr=False)  #: bootstrap C-indices
 
-    def as_dict(self) -> dict:
+    def to_dict(self) -> dict:
         return {"c": self.c, "ci_lower": self.ci_lower, "ci_upper": self.ci_upper, "n": self.n}
 
 
-def concordance_counts(time, event, marker) -> dict:
-    """Concordant, discordant and marker-tied comparable pair counts (R ``concordance()$count``)."""
+def concordance_counts(time, event, marker, *, strata=None) -> dict:
+    """Concordant, discordant and marker-tied comparable pair counts (R ``concordance()$count``).
+
+    With ``strata`` (one label per subject) only pairs within the same stratum are compared,
+    as R ``concordance(Surv(t, e) ~ x + strata(s))`` and ``coxph``'s concordance of a
+    stratified model. Harrell's C is ``(concordant + tied_x / 2) / comparable``
+    (:func:`harrell_c`; :func:`c_from_counts`).
+    """
     t, e, x = check_survival(time, event, marker)
-    c = _pair_counts(t, e, x, control_side=False)
-    conc = float(c.as_case_conc.sum())
-    tie = float(c.as_case_tie.sum())
-    comp = float(c.as_case_comp.sum())
+    if strata is None:
+        codes = np.zeros(t.size, dtype=np.int64)
+    else:
+        labels = np.asarray(strata).ravel()
+        if labels.size != t.size:
+            raise UserError(f"strata has {labels.size} values but time has {t.size}")
+        codes = np.unique(labels, return_inverse=True)[1].ravel()
+    conc = tie = comp = 0.0
+    for level in np.unique(codes):
+        m = codes == level
+        if not e[m].any():  # a stratum without events has no comparable pair
+            continue
+        c = _pair_counts(t[m], e[m], x[m], control_side=False)
+        conc += float(c.as_case_conc.sum())
+        tie += float(c.as_case_tie.sum())
+        comp += float(c.as_case_comp.sum())
     return {"concordant": conc, "discordant": comp - conc - tie, "tied_x": tie, "comparable": comp}
+
+
+def c_from_counts(counts: dict) -> float:
+    """Harrell's C ``(concordant + tied_x / 2) / comparable`` of :func:`concordance_counts`
+    (NaN without comparable pairs)."""
+    if counts["comparable"] == 0:
+        return float("nan")
+    return (counts["concordant"] + 0.5 * counts["tied_x"]) / counts["comparable"]
 
 
 def harrell_c(time, event, marker, *, influence: bool = True) -> ConcordanceResult:
@@ -322,7 +357,7 @@ def censoring_reference(t, e, train_time=None, train_event=None):
 def _uno_case_weights(t, e, tau, train_time=None, train_event=None) -> np.ndarray:
     g_t, g_v, t_max = censoring_reference(t, e, train_time, train_event)
     use = e & (t < tau) if tau is not None else e.copy()
-    g = _step_eval(g_t, g_v, t)
+    g = evaluate_step_function(g_t, g_v, t)
     if np.any(use & (t > t_max)):
         raise UserError("test times beyond the largest training time: censoring survival unknown")
     if np.any(use & (g <= 0)):
@@ -441,7 +476,7 @@ def _boot_stats(t, e, markers, n_boot, rng, case_weight_fn) -> np.ndarray:
 def _uno_weight_fn(tau):
     def fn(t_fit, e_fit, t_eval, e_eval):
         g_t, g_v = censoring_survival(t_fit, e_fit)
-        g = _step_eval(g_t, g_v, t_eval)
+        g = evaluate_step_function(g_t, g_v, t_eval)
         use = e_eval & ((t_eval < tau) if tau is not None else True)
         if np.any(use & (g <= 0)):
             raise UserError("G(t) = 0 in a bootstrap sample")
@@ -489,7 +524,7 @@ def bootstrap_c(
 
 
 @dataclass
-class PairedConcordance:
+class PairedConcordance(StatResult):
     """Two markers on the same subjects: ``difference = c1 - c2`` with CI and two-sided p."""
 
     c1: float
@@ -500,6 +535,10 @@ class PairedConcordance:
     ci_upper: float
     p_value: float
     method: str
+
+    def to_dict(self) -> dict:
+        keys = ("c1", "c2", "difference", "se", "ci_lower", "ci_upper", "p_value", "method")
+        return {key: getattr(self, key) for key in keys}
 
 
 def compare_c(time, event, marker1, marker2, *, method: str = "ij", n_boot: int = 1000, seed: int = 0) -> PairedConcordance:

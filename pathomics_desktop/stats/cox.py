@@ -26,8 +26,10 @@ R_t = {i : time_i >= t} (within the stratum):
   Wald test uses V_r and the score test is the robust score test.
 * Concordance: Harrell's C of the linear predictor as ``coxph`` reports it
   (pairs comparable when the shorter time is an event; ties in eta count 1/2; pairs tied
-  on an event time are not comparable; pairs only within strata); computed when
-  ``CoxFit.concordance`` is first read, as lifelines does for ``concordance_index_``.
+  on an event time are not comparable; pairs only within strata), counted by
+  :func:`pathomics_desktop.stats.concordance.concordance_counts` (the one Harrell's C of
+  the package); computed when ``CoxFit.concordance`` is first read, as lifelines does for
+  ``concordance_index_``.
 * Proportional hazards: ``cox_zph`` reproduces R ``cox.zph`` (survival >= 3): a score test
   for adding ``x * g(t)`` for each term (and all terms, GLOBAL) at the fitted beta, with
   ``g(t) = 1 - KM(t-)`` (transform "km") centred at its mean over the events
@@ -37,16 +39,24 @@ R_t = {i : time_i >= t} (within the stratum):
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Mapping, Sequence
+from typing import TYPE_CHECKING, Mapping, Sequence
 
 import numpy as np
 from scipy import sparse as sp
 from scipy import stats as sps
 
 from pathomics_desktop.errors import UserError
+from pathomics_desktop.stats.concordance import c_from_counts, concordance_counts
 from pathomics_desktop.stats.km import as_event_array, as_time_array, timefix
+from pathomics_desktop.stats.levels import level_label, sorted_levels
+from pathomics_desktop.stats.results import StatResult
+
+if TYPE_CHECKING:
+    from pathomics_desktop.stats.frailty import FrailtyFit
 
 TIES = ("efron", "breslow")
+#: the keys of one coefficient row in ``pathomics analyze cox --json``
+COX_TERM_KEYS = ("term", "coef", "se", "hr", "hr_lower", "hr_upper", "z", "p")
 Z975 = float(sps.norm.ppf(0.975))
 
 
@@ -416,115 +426,6 @@ def _singular_message(names: Sequence[str]) -> str:
 
 
 # --------------------------------------------------------------------------------------
-# concordance (Harrell's C of the linear predictor)
-# --------------------------------------------------------------------------------------
-
-
-def _count_smaller_before(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """For each position i: #{j < i: v_j < v_i} and #{j < i: v_j == v_i} (merge levels).
-
-    Vectorised bottom-up merge sort over the value ranks, padded to a power of two so each
-    level is a reshape into (block, left/right half, width). At every level each half is
-    already sorted: the right-half entries find their counts among the left half of their
-    block with ``searchsorted`` (sorted queries), then the halves are merged by placing
-    each right entry after the left entries <= it. O(n log^2 n) comparisons at worst, no
-    Python loop over subjects; the "equal" search is skipped when all values differ.
-    """
-    n = values.size
-    less = np.zeros(n, dtype=np.int64)
-    equal = np.zeros(n, dtype=np.int64)
-    if n < 2:
-        return less, equal
-    _, ranks = np.unique(values, return_inverse=True)
-    n_levels = int(ranks.max()) + 1
-    distinct = n_levels == n
-    big = np.int64(n_levels + 1)  # ranks and the padding rank n_levels are < big
-    size = 1 << (n - 1).bit_length()
-    vals = np.full(size, n_levels, dtype=np.int64)  # padding sorts after every value
-    vals[:n] = ranks.ravel()
-    perm = np.arange(size, dtype=np.int64)  # original position of each entry of vals
-    width = 1
-    while width < size:
-        n_blocks = size // (2 * width)
-        block_key = (np.arange(n_blocks, dtype=np.int64) * big)[:, None]
-        keys = (vals.reshape(n_blocks, 2 * width) + block_key).reshape(n_blocks, 2, width)
-        left_keys = keys[:, 0, :].ravel()   # ascending: block-major, sorted within
-        right_keys = keys[:, 1, :].ravel()
-        lo = np.repeat(np.arange(n_blocks, dtype=np.int64) * width, width)
-        upto = np.searchsorted(left_keys, right_keys, side="right") - lo  # left <= v
-        perm3 = perm.reshape(n_blocks, 2, width)
-        right_orig = perm3[:, 1, :].ravel()
-        real = right_orig < n
-        if distinct:
-            less[right_orig[real]] += upto[real]
-        else:
-            below = np.searchsorted(left_keys, right_keys, side="left") - lo  # left < v
-            less[right_orig[real]] += below[real]
-            equal[right_orig[real]] += (upto - below)[real]
-        start = (np.arange(n_blocks, dtype=np.int64) * (2 * width))[:, None]
-        right_pos = (start + np.arange(width, dtype=np.int64)
-                     + upto.reshape(n_blocks, width)).ravel()
-        taken = np.zeros(size, dtype=bool)
-        taken[right_pos] = True
-        left_pos = np.flatnonzero(~taken)  # left entries keep their order
-        vals3 = vals.reshape(n_blocks, 2, width)
-        merged_vals = np.empty_like(vals)
-        merged_vals[right_pos] = vals3[:, 1, :].ravel()
-        merged_vals[left_pos] = vals3[:, 0, :].ravel()
-        merged_perm = np.empty_like(perm)
-        merged_perm[right_pos] = right_orig
-        merged_perm[left_pos] = perm3[:, 0, :].ravel()
-        vals, perm = merged_vals, merged_perm
-        width *= 2
-    return less, equal
-
-
-def concordance_index(time: np.ndarray, event: np.ndarray, risk: np.ndarray,
-                      strata: np.ndarray | None = None) -> dict:
-    """Harrell's C for a risk score (higher risk = shorter survival), as R ``concordance``.
-
-    Returns concordant, discordant, tied_risk counts and ``C = (conc + tied/2) /
-    (conc + disc + tied)``. A pair (i, j) is comparable when i has an event and
-    time_j > time_i, or time_j == time_i and j is censored.
-    """
-    time = np.asarray(time, float)
-    event = np.asarray(event, bool)
-    risk = np.asarray(risk, float)
-    s = np.zeros(time.size, int) if strata is None else np.asarray(strata)
-    conc = disc = tied = 0.0
-    for level in np.unique(s):
-        m = s == level
-        t, e, x = time[m], event[m], risk[m]
-        # order: time descending; censored before events at the same time; within tied
-        # events, risk ascending (so earlier tied events never have a larger risk)
-        order = np.lexsort((x, e, -t))
-        t, e, x = t[order], e[order], x[order]
-        smaller, equal = _count_smaller_before(x)
-        n_before = np.arange(t.size)
-        larger = n_before - smaller - equal
-        # remove pairs of events tied on time (they are not comparable)
-        new = np.ones(t.size, dtype=bool)
-        new[1:] = (t[1:] != t[:-1]) | (e[1:] != e[:-1])
-        grp = np.cumsum(new) - 1
-        grp_start = np.flatnonzero(new)[grp]
-        pos_in_grp = np.arange(t.size) - grp_start
-        # within a tied-event group sorted by risk: earlier members have risk <= own
-        new_x = np.ones(t.size, dtype=bool)
-        new_x[1:] = new[1:] | (x[1:] != x[:-1])
-        xgrp = np.cumsum(new_x) - 1
-        xgrp_start = np.flatnonzero(new_x)[xgrp]
-        pos_in_xgrp = np.arange(t.size) - xgrp_start
-        tie_equal = np.where(e, pos_in_xgrp, 0)
-        tie_smaller = np.where(e, pos_in_grp - pos_in_xgrp, 0)
-        conc += float((smaller - tie_smaller)[e].sum())
-        tied += float((equal - tie_equal)[e].sum())
-        disc += float(larger[e].sum())
-    total = conc + disc + tied
-    c = (conc + tied / 2.0) / total if total > 0 else float("nan")
-    return {"concordant": conc, "discordant": disc, "tied_risk": tied, "concordance": c}
-
-
-# --------------------------------------------------------------------------------------
 # fitted model
 # --------------------------------------------------------------------------------------
 
@@ -561,15 +462,16 @@ class CoxFit:
 
     @property
     def concordance(self) -> float:
-        """Harrell's C of the linear predictor (see :func:`concordance_index`), computed on
-        first use (O(n log^2 n), the slowest part of a large fit) and then kept."""
+        """Harrell's C of the linear predictor, pairs within strata
+        (:func:`pathomics_desktop.stats.concordance.concordance_counts`), computed on first
+        use (O(n log n), the slowest part of a large fit) and then kept."""
         if self._concordance is None:
             if self.data is None:
                 raise UserError("the Cox fit has no data for its concordance")
             data = self.data
             eta = np.asarray(self.linear_predictor)[data.order]
-            self._concordance = concordance_index(data.time, data.event, eta,
-                                                  data.strata)["concordance"]
+            counts = concordance_counts(data.time, data.event, eta, strata=data.strata)
+            self._concordance = c_from_counts(counts)
         return self._concordance
 
     @property
@@ -593,6 +495,33 @@ class CoxFit:
     def table(self) -> list[dict]:
         """Rows term, coef, se, hr, hr_lower, hr_upper, z, p (se robust when clustered)."""
         return coefficient_table(self.names, self.coef, self.se)
+
+
+@dataclass
+class CoxModelResult(StatResult):
+    """A fitted Cox model as reported: the fit (:class:`CoxFit`, or a
+    :class:`~pathomics_desktop.stats.frailty.FrailtyFit` for a center frailty model), the
+    Harrell's C of its linear predictor and the proportional-hazards test
+    (:func:`cox_zph`; None for frailty models)."""
+
+    fit: "CoxFit | FrailtyFit"
+    concordance: float
+    ph_test: dict | None = None
+
+    @property
+    def frailty_variance(self) -> float | None:
+        """The variance of the random center effect (frailty models only)."""
+        return getattr(self.fit, "variance", None)
+
+    def to_dict(self) -> dict:
+        """``{"n", "events", "terms": [{COX_TERM_KEYS}], "loglik", "concordance", "frailty":
+        {"variance"} | None, "ph_test"}`` (``pathomics analyze cox --json``)."""
+        variance = self.frailty_variance
+        return {"n": self.fit.n, "events": self.fit.events,
+                "terms": [{k: row[k] for k in COX_TERM_KEYS} for row in self.fit.table()],
+                "loglik": self.fit.loglik, "concordance": self.concordance,
+                "frailty": None if variance is None else {"variance": variance},
+                "ph_test": self.ph_test}
 
 
 def coefficient_table(names: Sequence[str], coef: np.ndarray, se: np.ndarray) -> list[dict]:
@@ -733,28 +662,6 @@ def cox_zph(fit: CoxFit, transform: str = "km") -> dict:
 # --------------------------------------------------------------------------------------
 # data-frame front end: design matrix with categorical covariates
 # --------------------------------------------------------------------------------------
-
-
-def level_label(value) -> str:
-    """A category value as written in the file (1.0 read by pandas is shown as "1")."""
-    if isinstance(value, (float, np.floating)) and float(value).is_integer():
-        return str(int(value))
-    if isinstance(value, (np.integer,)):
-        return str(int(value))
-    return str(value)
-
-
-def sorted_levels(values) -> list[str]:
-    """Distinct labels, numeric ones in numeric order (as R's factor() on numbers)."""
-    labels = {level_label(v) for v in values}
-
-    def key(lbl: str):
-        try:
-            return (0, float(lbl), lbl)
-        except ValueError:
-            return (1, 0.0, lbl)
-
-    return sorted(labels, key=key)
 
 
 def design_matrix(frame, covariates: Sequence[str], *, categorical: Sequence[str] = (),

@@ -19,7 +19,8 @@ reported clipped to ``[2 (1 - Phi(M)), 1]`` (R returns the raw approximation, wh
 for small M or turn negative for very large M).
 
 X-tile (Camp RL, Dolled-Filhart M, Rimm DL (2004) Clin Cancer Res 10:7252-7259): the log-rank
-chi-square of every low/high split and of every low/mid/high split (2 df), shown as a map;
+chi-square of every low/high split (every distinct cut leaving at least ``ceil(n minprop)``
+subjects per group, no thinning) and of the low/mid/high splits (2 df), shown as a map;
 the p-value of the best split is a Monte Carlo permutation p ``(1 + #{max_perm >= max_obs}) /
 (1 + B)`` with the marker permuted against the outcome. A training cut is checked on a
 validation set by the log-rank test and the Cox hazard ratio (Efron ties) of the groups.
@@ -34,6 +35,7 @@ from scipy import stats as _sps
 
 from pathomics_desktop.errors import UserError
 from pathomics_desktop.stats.concordance import check_survival
+from pathomics_desktop.stats.results import StatResult
 
 __all__ = [
     "MaxstatResult",
@@ -42,6 +44,7 @@ __all__ = [
     "maxstat_cutpoint",
     "lausen94_pvalue",
     "xtile",
+    "min_group_size",
     "logrank_groups",
     "cox_groups",
     "validate_cut",
@@ -77,7 +80,7 @@ def lausen94_pvalue(b: float, n: int, m: np.ndarray) -> float:
 
 
 @dataclass
-class MaxstatResult:
+class MaxstatResult(StatResult):
     cutpoint: float
     statistic: float
     p_raw: float
@@ -86,7 +89,7 @@ class MaxstatResult:
     statistics: np.ndarray = field(repr=False)
     method: str = "maxstat"
 
-    def as_dict(self) -> dict:
+    def to_dict(self) -> dict:
         return {"method": self.method, "cutpoint": self.cutpoint, "statistic": self.statistic, "p_raw": self.p_raw, "p_adjusted": self.p_adjusted}
 
 
@@ -233,10 +236,10 @@ def cox_groups(time, event, covariates: np.ndarray, *, max_iter: int = 50) -> tu
 
 
 @dataclass
-class XtileResult:
-    cuts: np.ndarray  # candidate cutpoints (low group: marker <= cut)
-    chi2_single: np.ndarray  # (C,) log-rank chi-square, 1 df
-    chi2_pairs: np.ndarray  # (C, C) chi-square, 2 df, for low <= c1 < mid <= c2 < high (nan elsewhere)
+class XtileResult(StatResult):
+    cuts: np.ndarray  # every candidate single cut (low group: marker <= cut)
+    chi2_single: np.ndarray  # (C,) log-rank chi-square, 1 df, of each cut in ``cuts``
+    chi2_pairs: np.ndarray  # (P, P) chi-square, 2 df, low <= c1 < mid <= c2 < high on ``pair_cuts`` (nan elsewhere)
     cutpoint: float
     statistic: float
     p_raw: float
@@ -245,25 +248,48 @@ class XtileResult:
     pair_statistic: float
     pair_p_raw: float
     pair_p_adjusted: float | None
+    pair_cuts: np.ndarray = field(default=None, repr=False)  # the (thinned) grid of the pair map
+    min_group_size: int = 1  #: every group of every cut searched has at least this many subjects
+    minprop: float = 0.1
     method: str = "xtile"
 
-    def as_dict(self) -> dict:
+    def to_dict(self) -> dict:
         return {"method": self.method, "cutpoint": self.cutpoint, "statistic": self.statistic, "p_raw": self.p_raw, "p_adjusted": self.p_adjusted}
 
 
-def _candidate_cuts(x: np.ndarray, minprop: float, max_cuts: int) -> np.ndarray:
+def min_group_size(n: int, minprop: float) -> int:
+    """The smallest group a cut may leave: ``max(1, ceil(n * minprop))`` subjects."""
+    return max(1, int(np.ceil(n * minprop - 1e-9)))
+
+
+def _candidate_cuts(x: np.ndarray, min_n: int) -> np.ndarray:
+    """Every distinct cut ``x <= c`` (c an observed value) leaving >= ``min_n`` subjects in both groups."""
     xs = np.sort(x)
     n = xs.size
-    m = np.flatnonzero(np.diff(xs) != 0) + 1
-    m = m[(m >= max(1, int(np.ceil(n * minprop)))) & (m <= int(np.floor(n * (1 - minprop))))]
-    if m.size > max_cuts:
-        m = m[np.unique(np.round(np.linspace(0, m.size - 1, max_cuts)).astype(int))]
+    m = np.flatnonzero(np.diff(xs) != 0) + 1  # low-group size after each tie run
+    m = m[(m >= min_n) & (m <= n - min_n)]
     return xs[m - 1]
 
 
-def _xtile_maps(t, e, x, cuts, minprop):
-    """Single-cut and pair chi-square maps for the given candidate cuts (vectorised)."""
-    n = t.size
+def _thin(cuts: np.ndarray, max_cuts: int) -> np.ndarray:
+    if cuts.size <= max_cuts:
+        return cuts
+    return cuts[np.unique(np.round(np.linspace(0, cuts.size - 1, max_cuts)).astype(int))]
+
+
+@dataclass
+class _LowGroupRisk:
+    """Per cut and event time: the low group's number at risk and events, and the pooled
+    log-rank terms (``w_k = d_k (r_k - d_k) / (r_k - 1)``)."""
+
+    u: np.ndarray  # (C,) observed - expected events of the low group
+    lin: np.ndarray  # (C,) sum_k r_low w_k / r_k
+    r_low: np.ndarray  # (C, T)
+    w_over_r2: np.ndarray  # (T,) w_k / r_k^2
+    low_count: np.ndarray  # (C,) subjects with x <= cut
+
+
+def _low_group_risk(t, e, x, cuts) -> _LowGroupRisk:
     ev_times = np.unique(t[e])
     # K_i: number of event times <= t_i  -> subject is at risk at event-time index k < K_i
     k_i = np.searchsorted(ev_times, t, side="right")
@@ -283,12 +309,27 @@ def _xtile_maps(t, e, x, cuts, minprop):
     w = np.divide(d_all * (r_all - d_all), r_all - 1, out=np.zeros(n_t), where=r_all > 1)
     u = d_low.sum(axis=1) - (r_low * (d_all / r_all)).sum(axis=1)
     lin = (r_low * (w / r_all)).sum(axis=1)
-    quad = (r_low * (w / r_all**2)) @ r_low.T
-    v_single = lin - np.diag(quad)
+    low_count = np.cumsum(np.bincount(b_i, minlength=n_c + 1))[:-1]
+    return _LowGroupRisk(u, lin, r_low, w / r_all**2, low_count)
+
+
+def _single_chi2(t, e, x, cuts) -> np.ndarray:
+    """Log-rank chi-square (1 df) of ``x <= c`` vs ``x > c`` for every cut: ``u^2 / v`` with
+    ``v = sum_k w_k (r_low/r_k)(1 - r_low/r_k)`` (hypergeometric variance)."""
+    g = _low_group_risk(t, e, x, cuts)
+    v = g.lin - (g.r_low**2 * g.w_over_r2).sum(axis=1)
     with np.errstate(invalid="ignore", divide="ignore"):
-        chi_single = np.where(v_single > 1e-12, u**2 / v_single, np.nan)
-    # pairs c1 < c2 : groups A = low(c1), B = low(c2) \ low(c1)
+        return np.where(v > 1e-12, g.u**2 / v, np.nan)
+
+
+def _pair_chi2(t, e, x, cuts, min_n: int) -> np.ndarray:
+    """Log-rank chi-square (2 df) of low (x <= c1) / mid / high (x > c2) for every c1 < c2."""
+    g = _low_group_risk(t, e, x, cuts)
+    n_c = cuts.size
+    quad = (g.r_low * g.w_over_r2) @ g.r_low.T
     qd = np.diag(quad)
+    u, lin = g.u, g.lin
+    # groups A = low(c1), B = low(c2) \ low(c1)
     a = u[:, None] * np.ones(n_c)[None, :]
     b = u[None, :] - u[:, None]
     vaa = (lin - qd)[:, None] * np.ones(n_c)[None, :]
@@ -297,39 +338,50 @@ def _xtile_maps(t, e, x, cuts, minprop):
     det = vaa * vbb - vab**2
     with np.errstate(invalid="ignore", divide="ignore"):
         chi_pair = (a**2 * vbb - 2 * a * b * vab + b**2 * vaa) / det
-    low_count = np.array([np.sum(x <= c) for c in cuts]) if cuts.size <= 200 else np.searchsorted(np.sort(x), cuts, side="right")
+    low_count = g.low_count
     mid = low_count[None, :] - low_count[:, None]
-    high = n - low_count[None, :]
-    min_n = max(1, int(np.ceil(minprop * n)))
+    high = t.size - low_count[None, :]
     ok = (mid >= min_n) & (high >= min_n) & (low_count[:, None] >= min_n) & (det > 1e-12)
-    chi_pair = np.where(ok, chi_pair, np.nan)
-    return chi_single, chi_pair
+    return np.where(ok, chi_pair, np.nan)
 
 
 def xtile(
-    time, event, marker, *, minprop: float = 0.1, n_perm: int = 1000, seed: int = 0, max_cuts: int = 100
+    time, event, marker, *, minprop: float = 0.1, n_perm: int = 1000, seed: int = 0, max_cuts: int = 100,
+    pairs: bool = True,
 ) -> XtileResult:
-    """X-tile maps and the best single and pair cuts with Monte Carlo permutation p-values.
+    """X-tile: the best single cut over EVERY distinct cut, the low/mid/high pair map, and
+    Monte Carlo permutation p-values.
 
-    Candidate cuts are the observed marker values leaving at least ``minprop`` of the subjects
-    in every group (thinned evenly to ``max_cuts``). ``n_perm = 0`` skips the permutation p.
+    Single cuts: every observed marker value ``c`` whose split ``x <= c`` / ``x > c`` leaves at
+    least ``min_group_size = max(1, ceil(n minprop))`` subjects in each group (default 10% of
+    the subjects); the cut is the first one (smallest value) with the largest log-rank
+    chi-square. The pair map (low/mid/high, every group >= ``min_group_size``) is drawn on the
+    candidate cuts thinned evenly to ``max_cuts`` (it is a map to look at, quadratic in the
+    cuts); ``pairs=False`` skips it. ``n_perm = 0`` skips the permutation p-values, which
+    repeat the same search (single cuts and, with ``pairs``, the pair map) on the marker
+    permuted against the outcome: ``(1 + #{max_perm >= max_obs}) / (1 + n_perm)``.
     """
     t, e, x = check_survival(time, event, marker, names=("marker",))
+    if not 0 < minprop < 0.5:
+        raise UserError(f"--minprop must be in (0, 0.5) (got {minprop})")
     if np.unique(x).size < 2:
         raise UserError("the marker has a single value: no cutpoint can be chosen")
-    cuts = _candidate_cuts(x, minprop, max_cuts)
+    min_n = min_group_size(t.size, minprop)
+    cuts = _candidate_cuts(x, min_n)
     if cuts.size == 0:
-        raise UserError(f"no cutpoint leaves at least {minprop:.0%} of the subjects in each group")
-    chi_s, chi_p = _xtile_maps(t, e, x, cuts, minprop)
+        raise UserError(f"no cutpoint leaves at least {minprop:.0%} ({min_n}) of the {t.size} subjects in each group")
+    chi_s = _single_chi2(t, e, x, cuts)
     if not np.isfinite(chi_s).any():
         raise UserError("the log-rank statistic is undefined for every cut (too few events)")
     best = int(np.nanargmax(chi_s))
     stat = float(chi_s[best])
-    has_pair = np.isfinite(chi_p).any()
+    pair_cuts = _thin(cuts, max_cuts)
+    chi_p = _pair_chi2(t, e, x, pair_cuts, min_n) if pairs else np.full((pair_cuts.size, pair_cuts.size), np.nan)
+    has_pair = bool(np.isfinite(chi_p).any())
     if has_pair:
         i1, i2 = np.unravel_index(int(np.nanargmax(chi_p)), chi_p.shape)
         pair_stat = float(chi_p[i1, i2])
-        pair = (float(cuts[i1]), float(cuts[i2]))
+        pair = (float(pair_cuts[i1]), float(pair_cuts[i2]))
     else:
         pair_stat, pair = float("nan"), (float("nan"), float("nan"))
     p_adj = pair_p_adj = None
@@ -338,10 +390,11 @@ def xtile(
         ge_s = ge_p = 0
         for _ in range(n_perm):
             xp = x[rng.permutation(x.size)]
-            cs, cp = _xtile_maps(t, e, xp, cuts, minprop)
-            ge_s += np.nanmax(cs) >= stat - 1e-12
-            if has_pair and np.isfinite(cp).any():
-                ge_p += np.nanmax(cp) >= pair_stat - 1e-12
+            cs = _single_chi2(t, e, xp, cuts)
+            ge_s += bool(np.isfinite(cs).any() and np.nanmax(cs) >= stat - 1e-12)
+            if has_pair:
+                cp_ = _pair_chi2(t, e, xp, pair_cuts, min_n)
+                ge_p += bool(np.isfinite(cp_).any() and np.nanmax(cp_) >= pair_stat - 1e-12)
         p_adj = (1 + ge_s) / (1 + n_perm)
         pair_p_adj = (1 + ge_p) / (1 + n_perm) if has_pair else None
     return XtileResult(
@@ -356,6 +409,9 @@ def xtile(
         pair_statistic=pair_stat,
         pair_p_raw=float(_sps.chi2.sf(pair_stat, 2)) if has_pair else float("nan"),
         pair_p_adjusted=pair_p_adj,
+        pair_cuts=pair_cuts,
+        min_group_size=min_n,
+        minprop=minprop,
     )
 
 

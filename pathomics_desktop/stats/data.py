@@ -3,7 +3,8 @@
 ``load_analysis_table`` reads a CSV/TSV, XLSX or Parquet file (chosen by extension) or the
 project's cohort snapshot (``registry:``), keeps the requested columns, drops rows with a
 missing value in any of them (returning how many) and normalises event columns to 0/1.
-``emit`` prints a result dict as plain JSON (NaN/inf -> null) or as readable text tables.
+``emit`` prints a result object's ``to_dict()`` as plain JSON (NaN/inf -> null), or its
+``summary()`` as readable text tables.
 """
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ def _read_registry(project_dir: str | None, *, everyone: bool = False):
 def _event_to_01(series, column: str, source: str, event_value: str | None):
     import numpy as np
 
-    from pathomics_desktop.stats.cox import level_label
+    from pathomics_desktop.stats.levels import level_label
 
     if event_value is not None:
         labels = [level_label(v) for v in series.tolist()]
@@ -223,15 +224,18 @@ def format_text(result: dict, indent: str = "") -> str:
     return "\n".join(out)
 
 
-def emit(result: dict, args) -> int:
-    """Print ``result`` as JSON (``args.json``) or text; returns exit status 0.
+def emit(result, args) -> int:
+    """Print a result as JSON (``args.json``) or text; returns exit status 0.
 
-    Text mode appends ``args.note`` lines if present (e.g. how many rows were dropped).
+    ``result`` is a :class:`pathomics_desktop.stats.results.StatResult` (JSON: its
+    ``to_dict()``, text: its ``summary()``) or a plain dict. Text mode appends ``args.notes``
+    lines if present (e.g. how many rows were dropped).
     """
+    data = result.to_dict() if hasattr(result, "to_dict") else result
     if getattr(args, "json", False):
-        print(json.dumps(clean_json(result), allow_nan=False))
+        print(json.dumps(clean_json(data), allow_nan=False))
     else:
-        print(format_text(clean_json(result)))
+        print(result.summary() if hasattr(result, "summary") else format_text(clean_json(data)))
         for note in getattr(args, "notes", []) or []:
             print(f"note: {note}")
     return 0

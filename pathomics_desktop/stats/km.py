@@ -33,6 +33,8 @@ import numpy as np
 from scipy import stats as sps
 
 from pathomics_desktop.errors import UserError
+from pathomics_desktop.stats.levels import level_label, sorted_levels
+from pathomics_desktop.stats.results import StatResult
 
 CONF_TYPES = ("log", "log-log", "plain")
 _TOL = float(np.sqrt(np.finfo(float).eps))
@@ -85,7 +87,7 @@ def timefix(time: np.ndarray, tolerance: float = _TOL) -> np.ndarray:
 
 
 @dataclass
-class KaplanMeier:
+class KaplanMeier(StatResult):
     """A fitted Kaplan-Meier curve at every distinct observed time (events and censorings)."""
 
     time: np.ndarray
@@ -148,6 +150,12 @@ class KaplanMeier:
             rows.append({"time": t, "survival": float(surv), "lower": _none_if_nan(lo),
                          "upper": _none_if_nan(up), "at_risk": at_risk})
         return rows
+
+    def to_dict(self, times: Sequence[float] = ()) -> dict:
+        """``n, events, median, median_lower, median_upper`` and ``at``: :meth:`at` of ``times``."""
+        med, lo, hi = self.median()
+        return {"n": self.n, "events": self.events, "median": med, "median_lower": lo,
+                "median_upper": hi, "at": self.at(times)}
 
 
 def _none_if_nan(value: float) -> float | None:
@@ -230,7 +238,7 @@ def _confidence_band(surv: np.ndarray, se: np.ndarray, z: float,
 
 
 @dataclass
-class LogRankResult:
+class LogRankResult(StatResult):
     """Observed/expected counts, variance matrix and the chi-square test."""
 
     groups: list
@@ -241,6 +249,9 @@ class LogRankResult:
     df: int
     p: float
     n: np.ndarray = field(default_factory=lambda: np.zeros(0))
+
+    def to_dict(self) -> dict:
+        return {"chisq": self.chisq, "df": self.df, "p": self.p}
 
 
 def _group_codes(values: Sequence, order: Sequence | None = None) -> tuple[list, np.ndarray]:
@@ -400,14 +411,54 @@ def pairwise_logrank(time: Sequence[float], event: Sequence, group: Sequence, *,
     return rows
 
 
-def km_by_group(time: Sequence[float], event: Sequence, group: Sequence | None = None, *,
-                conf_level: float = 0.95, conf_type: str = "log") -> dict:
-    """Kaplan-Meier curve for each group (dict label -> KaplanMeier), ordered like R factors."""
-    t = timefix(as_time_array(time))  # on all groups together, as R's survfit
+@dataclass
+class KaplanMeierComparison(StatResult):
+    """A Kaplan-Meier curve per group and the log-rank test across the groups.
+
+    ``groups``: labels in order (numeric ones numerically, as R's ``factor``; ``["all"]``
+    without a group); ``logrank`` is None with one group or no events. ``at``: the times at
+    which :meth:`to_dict` reports survival and numbers at risk.
+    """
+
+    groups: list[str]
+    curves: dict[str, KaplanMeier]
+    logrank: LogRankResult | None = None
+    at: list[float] = field(default_factory=list)
+
+    @property
+    def n(self) -> int:
+        return sum(curve.n for curve in self.curves.values())
+
+    def to_dict(self) -> dict:
+        """``{"groups": [{"group", "n", "events", "median", "median_lower", "median_upper",
+        "at"}], "logrank": {"chisq", "df", "p"} | None}`` (``pathomics analyze km --json``)."""
+        return {"groups": [{"group": g, **self.curves[g].to_dict(self.at)} for g in self.groups],
+                "logrank": self.logrank.to_dict() if self.logrank is not None else None}
+
+
+def km_comparison(time: Sequence[float], event: Sequence, group: Sequence | None = None, *,
+                  at: Sequence[float] = (), strata: Sequence | None = None,
+                  conf_level: float = 0.95, conf_type: str = "log") -> KaplanMeierComparison:
+    """Kaplan-Meier curve of each group and the (optionally stratified) log-rank test.
+
+    Group values are labelled as written (``1.0`` -> ``"1"``); times equal up to rounding
+    are merged over all groups together, as R's ``survfit``.
+    """
+    t = timefix(as_time_array(time))
     e = as_event_array(event)
     if group is None:
-        return {"all": kaplan_meier(t, e, conf_level=conf_level, conf_type=conf_type)}
-    levels, g = _group_codes(group)
-    return {lvl: kaplan_meier(t[g == i], e[g == i], conf_level=conf_level, conf_type=conf_type,
-                              fix_times=False)
-            for i, lvl in enumerate(levels)}
+        labels = np.full(t.size, "all", dtype=object)
+        levels = ["all"]
+    else:
+        values = list(group)
+        if len(values) != t.size:
+            raise UserError(f"group has {len(values)} values but time has {t.size}")
+        labels = np.array([level_label(v) for v in values], dtype=object)
+        levels = sorted_levels(values)
+    curves = {lvl: kaplan_meier(t[labels == lvl], e[labels == lvl], conf_level=conf_level,
+                                conf_type=conf_type, fix_times=False)
+              for lvl in levels}
+    logrank = None
+    if len(levels) >= 2 and int(e.sum()) > 0:
+        logrank = logrank_test(t, e, labels, strata=strata)
+    return KaplanMeierComparison(levels, curves, logrank, [float(x) for x in at])

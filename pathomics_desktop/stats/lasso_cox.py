@@ -53,6 +53,8 @@ strata, and checked against R on survival::lung and pbc in days, rows in given a
   same kind of risk sets (glmnet's sort of the full and of the training rows); ``cvm``/``cvsd``
   are the event-weighted mean and standard error over folds, ``lambda.min`` minimises ``cvm`` and
   ``lambda.1se`` is the largest lambda with ``cvm <= cvm(lambda.min) + cvsd(lambda.min)``.
+  Without a ``foldid`` the folds are drawn from ``seed`` stratified by event status
+  (:func:`make_folds`): every fold's event count differs by at most one from the others'.
 
 Measured agreement with glmnet 4.1-6 defaults (coefficients with |b| > 1e-6, relative): days
 (lung, pbc; both row orders) <= 1e-12, years (lung, pbc, veteran) <= 3e-13, 25 x 30 CoxExample
@@ -800,10 +802,24 @@ class LassoCoxCV:
         return _coef_dict(lam, self.path.coef[:, k], self.path.names)
 
 
-def make_folds(n: int, k: int, seed: int) -> np.ndarray:
-    """Balanced random fold labels 1..k (like ``sample(rep(seq(k), length = n))``), seeded."""
+def make_folds(n: int, k: int, seed: int, event=None) -> np.ndarray:
+    """Random fold labels 1..k, seeded (deterministic for a seed).
+
+    Without ``event``: balanced labels in random order (like ``sample(rep(seq(k), length = n))``).
+    With ``event`` (0/1 per subject): stratified by event status. The subjects with an event,
+    in random order, then those without, in random order, are dealt the labels
+    ``1, 2, ..., k, 1, 2, ...`` in turn, so every fold's event count and every fold's size
+    differ by at most one from the others'."""
     rng = np.random.default_rng(seed)
-    return rng.permutation(np.resize(np.arange(1, k + 1), n))
+    if event is None:
+        return rng.permutation(np.resize(np.arange(1, k + 1), n))
+    ev = np.asarray(event).astype(bool)
+    if ev.size != n:
+        raise UserError("make_folds: one event status per subject is needed")
+    order = np.concatenate([rng.permutation(np.flatnonzero(ev)), rng.permutation(np.flatnonzero(~ev))])
+    fid = np.empty(n, dtype=int)
+    fid[order] = np.resize(np.arange(1, k + 1), n)
+    return fid
 
 
 def lasso_cox_cv(
@@ -831,7 +847,7 @@ def lasso_cox_cv(
             raise UserError("--folds must be at least 3")
         if folds > n:
             raise UserError(f"--folds {folds} is larger than the number of subjects ({n})")
-        fid = make_folds(n, folds, seed)
+        fid = make_folds(n, folds, seed, event=e)  # stratified by event status
     else:
         fid = np.asarray(foldid, dtype=int)
         if fid.size != n:

@@ -26,12 +26,13 @@ import numpy as np
 from scipy import stats as _sps
 
 from pathomics_desktop.errors import UserError
+from pathomics_desktop.stats.results import StatResult
 
 __all__ = ["MetaResult", "meta_analysis"]
 
 
 @dataclass
-class MetaResult:
+class MetaResult(StatResult):
     method: str
     estimate: float
     se: float
@@ -45,7 +46,7 @@ class MetaResult:
     pi_upper: float
     k: int
 
-    def as_dict(self) -> dict:
+    def to_dict(self) -> dict:
         keys = ("estimate", "ci_lower", "ci_upper", "tau2", "i2", "q", "q_p", "pi_lower", "pi_upper")
         return {key: float(getattr(self, key)) for key in keys}
 

@@ -25,6 +25,7 @@ from scipy import stats as _sps
 from scipy.stats import rankdata
 
 from pathomics_desktop.errors import UserError
+from pathomics_desktop.stats.results import StatResult
 
 __all__ = ["RocResult", "check_binary", "delong_auc", "delong_test", "classification_at", "youden_cut", "roc_analysis"]
 
@@ -136,7 +137,7 @@ def youden_cut(label, score) -> float:
 
 
 @dataclass
-class RocResult:
+class RocResult(StatResult):
     auc: float
     ci_lower: float
     ci_upper: float
@@ -149,7 +150,7 @@ class RocResult:
     delong_p: float | None = None
     auc2: float | None = None
 
-    def as_dict(self) -> dict:
+    def to_dict(self) -> dict:
         keys = ("auc", "ci_lower", "ci_upper", "sensitivity", "specificity", "ppv", "npv", "cut", "delong_p")
         return {k: getattr(self, k) for k in keys}
 

@@ -13,16 +13,59 @@ reference level).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Mapping, Sequence
 
 import numpy as np
 from scipy import stats as sps
 
 from pathomics_desktop.errors import UserError
-from pathomics_desktop.stats.cox import fit_cox_arrays, level_label, sorted_levels
+from pathomics_desktop.stats.cox import fit_cox_arrays
+from pathomics_desktop.stats.levels import level_label, sorted_levels
+from pathomics_desktop.stats.results import StatResult
 from pathomics_desktop.stats.km import as_event_array
 
 MAX_LEVELS = 12
+#: the keys of one row in ``pathomics analyze subgroups --json``
+SUBGROUP_KEYS = ("variable", "level", "n", "events", "hr", "hr_lower", "hr_upper", "p", "p_interaction")
+
+
+@dataclass
+class SubgroupRow:
+    """One forest-plot row: the exposure HR (95% CI, Wald p) among patients with
+    ``variable = level``; ``p_interaction`` on the first row of each variable; ``note`` says
+    why a level could not be estimated (then hr, CI and p are None)."""
+
+    variable: str
+    level: str
+    n: int
+    events: int
+    hr: float | None = None
+    hr_lower: float | None = None
+    hr_upper: float | None = None
+    p: float | None = None
+    p_interaction: float | None = None
+    note: str | None = None
+
+    def to_dict(self) -> dict:
+        return {key: getattr(self, key) for key in SUBGROUP_KEYS}
+
+
+@dataclass
+class SubgroupAnalysis(StatResult):
+    """Forest-plot rows: "Overall" first, then each level of each subgroup variable."""
+
+    exposure_term: str
+    rows: list[SubgroupRow]
+
+    def to_dict(self) -> dict:
+        """``{"rows": [{SUBGROUP_KEYS}]}`` (``pathomics analyze subgroups --json``)."""
+        return {"rows": [row.to_dict() for row in self.rows]}
+
+    def summary(self) -> str:
+        text = super().summary()
+        notes = [f"note: {r.variable}={r.level}: {r.note}" for r in self.rows if r.note]
+        return "\n".join([f"exposure: {self.exposure_term}", text, *notes])
 
 
 def exposure_column(frame, exposure: str, reference: str | None = None) -> tuple[np.ndarray, str]:
@@ -47,13 +90,8 @@ def exposure_column(frame, exposure: str, reference: str | None = None) -> tuple
 
 def subgroup_analysis(frame, time: str, event: str, exposure: str, subgroups: Sequence[str], *,
                       reference: str | None = None, ties: str = "efron",
-                      subgroup_order: Mapping[str, Sequence[str]] | None = None) -> dict:
-    """Rows for a forest plot: ``{"exposure_term", "rows": [...]}`` (see module docstring).
-
-    Each row: variable, level, n, events, hr, hr_lower, hr_upper, p, p_interaction
-    (the latter on the first row of each variable), and ``note`` when a level could not be
-    estimated (then hr/CI/p are None).
-    """
+                      subgroup_order: Mapping[str, Sequence[str]] | None = None) -> SubgroupAnalysis:
+    """Rows for a forest plot (see the module docstring and :class:`SubgroupRow`)."""
     for col in (time, event, exposure, *subgroups):
         if col not in frame.columns:
             raise UserError(f"column {col!r} is not in the data")
@@ -77,22 +115,20 @@ def subgroup_analysis(frame, time: str, event: str, exposure: str, subgroups: Se
         for i, lvl in enumerate(levels):
             m = known & (labels == lvl)
             row = _level_row(var, lvl, t_all[m], e_all[m], x_all[m], term, ties)
-            row["p_interaction"] = p_int if i == 0 else None
+            row.p_interaction = p_int if i == 0 else None
             rows.append(row)
-    return {"exposure_term": term, "rows": rows}
+    return SubgroupAnalysis(term, rows)
 
 
-def _level_row(var: str, level: str, t, e, x, term: str, ties: str) -> dict:
-    row = {"variable": var, "level": level, "n": int(len(t)),
-           "events": int(as_event_array(e).sum()) if len(t) else 0,
-           "hr": None, "hr_lower": None, "hr_upper": None, "p": None, "p_interaction": None}
+def _level_row(var: str, level: str, t, e, x, term: str, ties: str) -> SubgroupRow:
+    row = SubgroupRow(var, level, n=int(len(t)), events=int(as_event_array(e).sum()) if len(t) else 0)
     try:
         fit = fit_cox_arrays(t, e, x[:, None], names=[term], ties=ties)
     except UserError as exc:
-        row["note"] = str(exc)
+        row.note = str(exc)
         return row
     res = fit.table()[0]
-    row.update(hr=res["hr"], hr_lower=res["hr_lower"], hr_upper=res["hr_upper"], p=res["p"])
+    row.hr, row.hr_lower, row.hr_upper, row.p = res["hr"], res["hr_lower"], res["hr_upper"], res["p"]
     return row
 
 

@@ -30,6 +30,7 @@ Per variable and group:
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from itertools import combinations
 from typing import Sequence
 
@@ -38,7 +39,8 @@ from scipy import stats as sps
 from scipy.special import digamma, gammaln, polygamma
 
 from pathomics_desktop.errors import UserError
-from pathomics_desktop.stats.cox import level_label, sorted_levels
+from pathomics_desktop.stats.levels import level_label, sorted_levels
+from pathomics_desktop.stats.results import StatResult
 
 MC_SEED = 20240607
 MC_TABLES = 200_000
@@ -389,16 +391,55 @@ def _fmt(value: float, digits: int) -> str:
     return f"{value:.{digits}f}"
 
 
+#: the keys of one row in ``pathomics analyze table1 --json``
+TABLE1_KEYS = ("variable", "level", "summary", "p", "test")
+
+
+@dataclass
+class BaselineRow:
+    """One Table 1 row: a continuous variable (``level`` None), one category of a
+    categorical variable, or its ``"missing"`` count.
+
+    ``cells``: the text shown per group and for ``"Overall"`` (mean (SD), median [Q1, Q3],
+    n (%), or a missing count). ``p``, ``test`` and ``smd`` are on the first row of each
+    variable; ``n_missing`` on its last row; ``statistic_kind`` ("mean (SD)" or
+    "median [Q1, Q3]") on continuous rows.
+    """
+
+    variable: str
+    level: str | None
+    cells: dict[str, str]
+    p: float | None = None
+    test: str | None = None
+    smd: float | None = None
+    n_missing: int | None = None
+    statistic_kind: str | None = None
+
+    def to_dict(self) -> dict:
+        """The ``table1 --json`` row: TABLE1_KEYS, the cells under ``"summary"``."""
+        return {"variable": self.variable, "level": self.level, "summary": dict(self.cells),
+                "p": self.p, "test": self.test}
+
+
+@dataclass
+class BaselineTable(StatResult):
+    """Table 1: the group labels (columns, then "Overall") and the rows."""
+
+    groups: list[str]
+    rows: list[BaselineRow]
+
+    def to_dict(self) -> dict:
+        """``{"groups", "rows": [{TABLE1_KEYS}]}`` (``pathomics analyze table1 --json``)."""
+        return {"groups": list(self.groups), "rows": [row.to_dict() for row in self.rows]}
+
+
 def baseline_table(frame, by: str, columns: Sequence[str], *,
                    categorical: Sequence[str] = (), digits: int = 1,
                    group_order: Sequence[str] | None = None,
                    chisq_correct: bool = False, normal_alpha: float = 0.05,
-                   equal_var: bool = False) -> dict:
-    """Table 1: ``{"groups": [...], "rows": [...]}``.
+                   equal_var: bool = False) -> BaselineTable:
+    """Table 1 of ``columns`` by the groups of ``by`` (see :class:`BaselineRow`).
 
-    Each row: variable, level (None for a continuous variable; a category; "missing"),
-    summary {group: text, "Overall": text}, p, test (on the first row of each variable),
-    plus smd, n_missing and (continuous) statistic_kind for the GUI/exports.
     ``equal_var=True`` uses Student's instead of Welch's t-test; ``chisq_correct=True``
     applies Yates' correction to 2 x 2 chi-square tests.
     """
@@ -412,7 +453,7 @@ def baseline_table(frame, by: str, columns: Sequence[str], *,
     groups = list(group_order) if group_order else sorted_levels(group_values.tolist())
     if len(groups) < 2:
         raise UserError(f"Table 1 needs at least two groups in {by!r}; found {groups}")
-    rows: list[dict] = []
+    rows: list[BaselineRow] = []
     for var in columns:
         if var not in frame.columns:
             raise UserError(f"column {var!r} is not in the data")
@@ -430,16 +471,15 @@ def baseline_table(frame, by: str, columns: Sequence[str], *,
             rows.append(_continuous_row(var, numeric, labels, groups, digits, normal_alpha,
                                         equal_var))
         if sum(missing.values()):
-            summary = {g: str(missing[g]) for g in groups}
-            summary["Overall"] = str(sum(missing.values()))
-            rows.append({"variable": var, "level": "missing", "summary": summary, "p": None,
-                         "test": None, "smd": None, "n_missing": sum(missing.values())})
-        else:
-            rows[-1].setdefault("n_missing", 0)
-    return {"groups": groups, "rows": rows}
+            cells = {g: str(missing[g]) for g in groups}
+            cells["Overall"] = str(sum(missing.values()))
+            rows.append(BaselineRow(var, "missing", cells, n_missing=sum(missing.values())))
+        elif rows[-1].n_missing is None:
+            rows[-1].n_missing = 0
+    return BaselineTable(groups, rows)
 
 
-def _continuous_row(var, numeric, labels, groups, digits, alpha, equal_var=False) -> dict:
+def _continuous_row(var, numeric, labels, groups, digits, alpha, equal_var=False) -> BaselineRow:
     values = numeric.to_numpy()
     per = [values[(labels == g) & ~np.isnan(values)] for g in groups]
     allv = values[~np.isnan(values)]
@@ -455,20 +495,18 @@ def _continuous_row(var, numeric, labels, groups, digits, alpha, equal_var=False
             q1, med, q3 = np.percentile(arr, [25, 50, 75])
             summary[g] = f"{_fmt(med, digits)} [{_fmt(q1, digits)}, {_fmt(q3, digits)}]"
     p, test = continuous_test(per, normal, equal_var=equal_var)
-    return {"variable": var, "level": None, "summary": summary, "p": p,
-            "test": None if test == "none" else test, "smd": _smd_continuous(per),
-            "statistic_kind": "mean (SD)" if normal else "median [Q1, Q3]"}
+    return BaselineRow(var, None, summary, p=p, test=None if test == "none" else test,
+                       smd=_smd_continuous(per),
+                       statistic_kind="mean (SD)" if normal else "median [Q1, Q3]")
 
 
-def _categorical_rows(var, series, labels, groups, correct) -> list[dict]:
+def _categorical_rows(var, series, labels, groups, correct) -> list[BaselineRow]:
     present = series.notna().to_numpy()
     values = np.array([level_label(v) if ok else None for v, ok in zip(series.tolist(), present)],
                       dtype=object)
     levels = sorted_levels(series.dropna().tolist())
     if not levels:
-        summary = {g: "-" for g in groups + ["Overall"]}
-        return [{"variable": var, "level": None, "summary": summary, "p": None, "test": None,
-                 "smd": None}]
+        return [BaselineRow(var, None, {g: "-" for g in groups + ["Overall"]})]
     table = np.array([[np.sum((values == lvl) & (labels == g)) for g in groups] for lvl in levels],
                      dtype=np.int64)
     p, test = categorical_test(table, correct=correct)
@@ -484,7 +522,7 @@ def _categorical_rows(var, series, labels, groups, correct) -> list[dict]:
             summary[g] = f"{table[i, j]} ({pct:.1f}%)" if col_tot[j] else "0 (-)"
         summary["Overall"] = f"{overall[i]} ({100.0 * overall[i] / overall.sum():.1f}%)"
         first = i == 0
-        rows.append({"variable": var, "level": lvl, "summary": summary,
-                     "p": p if first else None, "test": (None if test == "none" else test) if first else None,
-                     "smd": smd if first else None})
+        rows.append(BaselineRow(var, lvl, summary, p=p if first else None,
+                                test=(None if test == "none" else test) if first else None,
+                                smd=smd if first else None))
     return rows

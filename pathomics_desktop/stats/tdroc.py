@@ -23,19 +23,20 @@ from dataclasses import dataclass
 import numpy as np
 
 from pathomics_desktop.errors import UserError
-from pathomics_desktop.stats.concordance import _step_eval, censoring_reference, check_survival
+from pathomics_desktop.stats.results import StatResult
+from pathomics_desktop.stats.concordance import censoring_reference, check_survival, evaluate_step_function
 
 __all__ = ["TimeDependentAUC", "cumulative_dynamic_auc", "roc_curve_at", "bootstrap_td_auc"]
 
 
 @dataclass
-class TimeDependentAUC:
+class TimeDependentAUC(StatResult):
     times: np.ndarray
     auc: np.ndarray
     ci_lower: np.ndarray | None = None
     ci_upper: np.ndarray | None = None
 
-    def as_dict(self) -> dict:
+    def to_dict(self) -> dict:
         def lst(a):
             return None if a is None else [None if not np.isfinite(v) else float(v) for v in a]
 
@@ -46,7 +47,7 @@ def _ipcw(t, e, train_time, train_event) -> np.ndarray:
     g_t, g_v, t_max = censoring_reference(t, e, train_time, train_event)
     if np.any(e & (t > t_max)):
         raise UserError("test event times lie beyond the largest training time: the censoring survival is unknown there")
-    g = _step_eval(g_t, g_v, t)
+    g = evaluate_step_function(g_t, g_v, t)
     w = np.zeros(t.size)
     ok = e & (g > 0)
     w[ok] = 1.0 / g[ok]

@@ -6,25 +6,32 @@ when ``with_progress`` is set; the worker never touches widgets.
 
 from __future__ import annotations
 
-import threading
+import time
 import traceback
 from typing import Any, Callable
 
 from PySide6.QtCore import QObject, QThread, Signal, Slot
 
+from pathomics_desktop.jobs.core import CancelToken
 
-class CancelToken:
-    """Cancellation flag shared with a job function (``token.cancelled``)."""
 
-    def __init__(self) -> None:
-        self._event = threading.Event()
+class ThrottledProgress:
+    """A progress callback that forwards at most one report per ``interval`` seconds (and
+    always the first, the last at fraction 1, and a changed message), so a job that reports
+    every tile cannot flood the GUI's event queue."""
 
-    def cancel(self) -> None:
-        self._event.set()
+    def __init__(self, emit: Callable[[float, str], None], interval: float = 0.1,
+                 clock: Callable[[], float] = time.monotonic):
+        self._emit, self._interval, self._clock = emit, interval, clock
+        self._last_time, self._last_message = -1e9, None
 
-    @property
-    def cancelled(self) -> bool:
-        return self._event.is_set()
+    def __call__(self, fraction: float, message: str = "") -> None:
+        now = self._clock()
+        fraction, message = float(fraction), str(message)
+        if (now - self._last_time >= self._interval or fraction >= 1.0
+                or message != self._last_message):
+            self._last_time, self._last_message = now, message
+            self._emit(fraction, message)
 
 
 class FunctionWorker(QObject):
@@ -43,7 +50,7 @@ class FunctionWorker(QObject):
         try:
             kwargs = dict(self._kwargs)
             if self._with_progress:
-                kwargs["progress"] = lambda f, m="": self.progress.emit(float(f), str(m))
+                kwargs["progress"] = ThrottledProgress(self.progress.emit)
                 kwargs["cancel"] = self.token
             result = self._fn(*self._args, **kwargs)
         except Exception as exc:  # reported to the GUI, never raised in the thread
@@ -97,8 +104,6 @@ class JobWorker(QObject):
 
     def __init__(self, project, job_id: int):
         super().__init__()
-        from pathomics_desktop.jobs.core import CancelToken
-
         self.project, self.job_id = project, job_id
         self.token = CancelToken()
 

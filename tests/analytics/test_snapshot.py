@@ -58,9 +58,10 @@ def test_interactive_km_matches_direct_computation(filled):
     finally:
         query.close()
     direct = logrank_test(frame.os_months, frame.os_event, frame.center)
-    assert result["logrank"].chisq == pytest.approx(direct.chisq)
+    assert result.logrank.chisq == pytest.approx(direct.chisq)
+    assert result.groups == ["A", "B"] and result.n == len(frame)
     a = frame[frame.center == "A"]
-    np.testing.assert_allclose(result["curves"]["A"].survival, kaplan_meier(a.os_months, a.os_event).survival)
+    np.testing.assert_allclose(result.curves["A"].survival, kaplan_meier(a.os_months, a.os_event).survival)
     with pytest.raises(UserError, match="no patients"):
         CohortQuery.for_project(filled).survival("os_months", "os_event", None, [Filter("age", ">", 500)])
 
@@ -86,7 +87,8 @@ def test_parquet_outputs_are_joined_in_place(filled, tmp_path):
         frame = query.frame([Filter("risk_group", "=", "low")], columns=["study_id", "pathomics_score", "age"])
         assert sorted(frame.study_id) == ["P1", "P3"] and len(query.frame()) == 12
         result = query.survival("os_months", "os_event", "risk_group")
-        assert set(result["curves"]) == {"low", "high"}
+        assert set(result.curves) == {"low", "high"}
+        assert {g: c.n for g, c in result.curves.items()} == {"low": 2, "high": 1}  # P1, P3 / P2
         with pytest.raises(UserError, match="no column"):
             query.attach("bad", scores, on="age")
     finally:
@@ -119,3 +121,47 @@ def test_registry_data_is_the_included_cohort_unless_all(filled, registry, capsy
                      "--project", str(filled.root)]) == 0
         counts[data] = json.loads(capsys.readouterr().out)["groups"][0]["n"]
     assert counts == {"registry:": 11, "registry:all": 12}
+
+
+def test_scores_written_to_the_registry_are_snapshot_columns_and_refresh_it(filled, registry):
+    """The pathomics score columns: present (empty) before any signature is applied, equal to
+    the written scores after, on both backends; an unchanged rewrite keeps the snapshot."""
+    import json
+
+    import pandas as pd
+
+    from pathomics_desktop.analytics.snapshot import snapshot_paths
+    from pathomics_desktop.registry.service import audit_history
+    from pathomics_desktop.signature.apply import write_scores
+
+    before = cohort_frame(filled.root)
+    assert before["pathomics_os_score"].isna().all() and before["pathomics_os_score"].dtype == float
+    assert before["pathomics_rfs_group"].isna().all()
+    ids = sorted(before["study_id"])
+    scores = pd.DataFrame({"study_id": ids[:5], "score": [0.1, -2.5, 1 / 3, 7e-12, 0.30000000000000004],
+                           "risk_group": ["low", "low", "high", "low", "high"]})
+    counts = write_scores(registry, scores, set(ids), "os", reason="signature s v1 applied")
+    assert counts == {"scored": 5, "cleared": 0, "changed": 5}
+    meta = snapshot_paths(filled)[1]
+    old_version = json.loads(meta.read_text())["version"]
+    frame = cohort_frame(filled.root).set_index("study_id")
+    assert json.loads(meta.read_text())["version"] != old_version  # the scores' audit rows refreshed it
+    assert frame.loc[ids[:5], "pathomics_os_score"].tolist() == scores["score"].tolist()  # exact floats
+    assert frame.loc[ids[:5], "pathomics_os_group"].tolist() == scores["risk_group"].tolist()
+    assert frame.loc[ids[5:], "pathomics_os_score"].isna().all()
+    rows = audit_history(registry, ids[1])
+    assert any(r.reason == "signature s v1 applied" and r.new_value and "-2.5" in r.new_value for r in rows)
+    query = CohortQuery.for_project(filled)
+    try:
+        assert sorted(query.frame([Filter("pathomics_os_group", "=", "high")])["study_id"]) == [ids[2], ids[4]]
+    finally:
+        query.close()
+    # the same scores again: nothing written, the snapshot is kept
+    stamp = meta.read_text()
+    assert write_scores(registry, scores, set(ids), "os", reason="again")["changed"] == 0
+    cohort_frame(filled.root)
+    assert meta.read_text() == stamp
+    # a later application without patient ids[0] clears its old score
+    counts = write_scores(registry, scores.iloc[1:], set(ids), "os", reason="signature s v2 applied")
+    assert counts == {"scored": 4, "cleared": 1, "changed": 1}
+    assert pd.isna(cohort_frame(filled.root).set_index("study_id").loc[ids[0], "pathomics_os_score"])

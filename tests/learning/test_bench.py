@@ -65,14 +65,14 @@ def test_tiles_to_tensor_standardises_per_channel():
 
 def test_predict_probabilities_and_cancel():
     from pathomics_desktop.learning.inference import predict_probabilities
-    from pathomics_desktop.learning.training import CancellationToken, Cancelled
+    from pathomics_desktop.learning.training import CancelToken, Cancelled
 
     seen = []
     probs = predict_probabilities(tiny_resnet(3), synthetic_tile_batches(2, 4, 32), "cpu",
                                   total_tiles=8, progress=lambda f, m: seen.append(f))
     assert probs.shape == (8, 3) and np.allclose(probs.sum(axis=1), 1.0, atol=1e-5)
     assert seen == [0.5, 1.0]
-    token = CancellationToken()
+    token = CancelToken()
     token.cancel()
     with pytest.raises(Cancelled):
         predict_probabilities(tiny_resnet(), synthetic_tile_batches(1, 2, 32), "cpu", cancel=token)

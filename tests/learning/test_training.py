@@ -14,7 +14,7 @@ from pathomics_desktop.errors import UserError
 from pathomics_desktop.learning.training import (
     BEST_WEIGHTS_NAME,
     CHECKPOINT_NAME,
-    CancellationToken,
+    CancelToken,
     Cancelled,
     TrainConfig,
     balanced_class_weights,
@@ -65,7 +65,7 @@ def test_resume_after_interruption_equals_uninterrupted_run(tmp_path):
     full = train(reference, train_data, val_data, config, tmp_path / "full")
     assert full.epochs_completed == 3 and full.steps == 15 and full.resumed_from_epoch == 0
 
-    token, calls = CancellationToken(), []
+    token, calls = CancelToken(), []
 
     def progress(fraction, message):
         calls.append(fraction)
@@ -102,7 +102,7 @@ def test_finished_run_resumes_to_the_same_result(tmp_path):
 
 
 def test_cancel_before_first_iteration(tmp_path):
-    token = CancellationToken()
+    token = CancelToken()
     token.cancel()
     with pytest.raises(Cancelled):
         train(TinyNet(), toy_data(16), None, TrainConfig(epochs=1, batch_size=8), tmp_path,

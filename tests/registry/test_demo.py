@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 
 import pytest
 
@@ -116,9 +117,33 @@ def test_demo_slides_follow_the_latent_variable_and_register(tmp_path):
         reg.dispose()
     assert len(slides) == 4 and all(s["study_id"] and s["qc_status"] == "pending" for s in slides)
     assert all(s["mpp_flag"] is None and s["mpp_x"] == pytest.approx(0.5) for s in slides)
-    assert len(list((root / "rois").glob("*.geojson"))) == 4
+    drawn = sorted(p.name for p in (root / "rois").glob("SYN-*.geojson"))
+    attached = sorted(p.name for p in (root / "rois").glob("[0-9]*.geojson"))
+    assert len(drawn) == 4 and attached == sorted(f"{s['id']}.geojson" for s in slides)
     # resumable: a second run writes nothing new and registers nothing twice
     from pathomics_desktop.demo.cohort_slides import add_demo_slides
 
     again = add_demo_slides(project, size=512, limit=4)
     assert again["written"] == 0 and again["registered"]["updated"] == 4
+
+
+def test_demo_slides_are_tiled_inside_their_tumour_roi(tmp_path):
+    """Each demo slide's drawn tumour ROI is attached to the slide, so tiling keeps exactly the
+    tiles that the ROI covers by at least half (checked with shapely, independently)."""
+    import pandas as pd
+    from shapely.geometry import box, shape
+
+    from pathomics_desktop.cli import main
+
+    root = tmp_path / "demo"
+    assert main(["demo", str(root), "--slides", "--slide-size", "1024", "--slide-limit", "2"]) == 0
+    assert main(["--project", str(root), "slides", "tile"]) == 0
+    for slide_id, study_id in ((1, "SYN-A-0001"), (2, "SYN-A-0002")):
+        doc = json.loads((root / "rois" / f"{study_id}.geojson").read_text())
+        features = doc["features"] if "features" in doc else [doc]
+        roi = shape(features[0]["geometry"])
+        tiles = pd.read_parquet(root / "tiles" / f"{slide_id}.parquet")
+        assert len(tiles) > 0
+        covered = [roi.intersection(box(x, y, x + size, y + size)).area / size ** 2
+                   for x, y, size in zip(tiles["x"], tiles["y"], tiles["read_size"])]
+        assert min(covered) >= 0.5

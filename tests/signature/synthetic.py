@@ -32,3 +32,16 @@ def write_fake_predictions(project_root: Path, run: str, *, seed: int = 7, patch
             frame.to_parquet(out_dir / f"{slide_id}.parquet", index=False)
             mapping[str(slide_id)] = row.study_id
     return mapping
+
+
+def shift_predictions(project_root: Path, run: str, slides, delta: float) -> None:
+    """Move the patch probabilities of ``slides`` by ``delta`` on the logit scale (a center
+    whose predictions drift), labels recomputed at 0.5."""
+    import pandas as pd
+
+    for slide in slides:
+        path = project_root / "predictions" / run / f"{slide}.parquet"
+        frame = pd.read_parquet(path)
+        p = frame["prob"].to_numpy(dtype=float).clip(1e-6, 1 - 1e-6)
+        prob = (1.0 / (1.0 + np.exp(-(np.log(p / (1 - p)) + delta)))).astype("float32")
+        frame.assign(prob=prob, pred=(prob > 0.5).astype("int8")).to_parquet(path, index=False)

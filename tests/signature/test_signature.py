@@ -17,9 +17,13 @@ import pytest
 from pathomics_desktop.errors import UserError
 from pathomics_desktop.jobs.core import CancelToken, Cancelled, JobContext
 from pathomics_desktop.signature import features as feat
+from pathomics_desktop.signature.evaluation import SetEvaluation, SignatureSummary, evaluate_set
 from pathomics_desktop.signature.fit import (
-    SignatureSettings, apply_signature, correlation_filter, evaluate_set, fit_signature, load_signature)
+    SignatureSettings, apply_signature, correlation_filter, fit_signature, load_signature)
 from pathomics_desktop.signature.jobs import signature_job
+from pathomics_desktop.stats.concordance import harrell_c
+from pathomics_desktop.stats.cox import fit_cox_arrays
+from pathomics_desktop.stats.km import kaplan_meier, logrank_test
 from tests.signature.synthetic import write_fake_predictions
 
 RUN = "fake"
@@ -185,11 +189,23 @@ def test_signature_finds_the_latent_signal_and_freezes_the_cut(demo):
     assert (data["risk_group"] == np.where(data["score"] > cut, "high", "low")).all()
     train = data[data["split"] == "training"]
     assert xtile(train["os_months"], train["os_event"], train["score"], n_perm=0).cutpoint == cut
+    # the locked cut is the brute-force maximum of the log-rank chi-square over EVERY distinct
+    # training score leaving >= min_group_size (ceil(10% of 255) = 26) patients per group
+    min_n = sig["cut"]["min_group_size"]
+    assert min_n == 26 and sig["cut"]["minprop"] == 0.1
+    ts, te, tx = train["os_months"].to_numpy(), train["os_event"].to_numpy(), train["score"].to_numpy()
+    chi2 = {c: logrank_test(ts, te, np.where(tx <= c, "low", "high")).chisq for c in np.unique(tx)
+            if min_n <= (tx <= c).sum() <= len(tx) - min_n}
+    assert sig["cut"]["candidate_cuts"] == len(chi2) > 100
+    best = max(chi2.values())
+    assert cut == min(c for c, v in chi2.items() if v >= best * (1 - 1e-9))
+    assert sig["cut"]["chisq"] == pytest.approx(best, rel=1e-9)
     for name in ("internal", "external"):
         part = data[data["split"] == name]
         assert sets[name]["n_high"] == int((part["score"] > cut).sum())
         again = evaluate_set(part["os_months"].to_numpy(), part["os_event"].to_numpy(), part["score"].to_numpy(), cut)
-        assert again == sets[name]
+        assert again.to_dict() == sets[name]
+        assert SetEvaluation.from_dict(sets[name]) == again  # the stored JSON reads back
     # X-tile on the external set would pick another cut: the frozen one is really the training one
     ext = data[data["split"] == "external"]
     assert xtile(ext["os_months"], ext["os_event"], ext["score"], n_perm=0).cutpoint != cut
@@ -200,10 +216,14 @@ def test_signature_finds_the_latent_signal_and_freezes_the_cut(demo):
 
 def test_same_seed_gives_the_same_json(demo):
     root = demo["root"]
-    before = (root / "signature" / "sig_os.json").read_bytes()
+    before = json.loads((root / "signature" / "sig_os.json").read_text())
     scores_before = pd.read_parquet(root / "signature" / "sig_os_scores.parquet")
-    signature_job(demo["project"], PARAMS | {"slide_patients": demo["mapping"]}, JobContext())
-    assert (root / "signature" / "sig_os.json").read_bytes() == before
+    result = signature_job(demo["project"], PARAMS | {"slide_patients": demo["mapping"], "replace": True},
+                           JobContext())
+    after = json.loads((root / "signature" / "sig_os.json").read_text())
+    assert after["version"] == result["version"] == before["version"] + 1
+    strip = ("version", "provenance")
+    assert {k: v for k, v in after.items() if k not in strip} == {k: v for k, v in before.items() if k not in strip}
     pd.testing.assert_frame_equal(pd.read_parquet(root / "signature" / "sig_os_scores.parquet"), scores_before)
 
 
@@ -211,26 +231,35 @@ def test_a_failed_refit_names_its_step_and_leaves_the_outputs(demo):
     from pathomics_desktop.jobs.runner import run_job, submit
     from pathomics_desktop.registry.service import open_project_registry
 
+    from pathomics_desktop.signature.versions import versions
+
     root = demo["root"]
     before = (root / "signature" / "sig_os.json").read_bytes()
+    kept = versions(demo["project"], "sig_os")
     registry = open_project_registry(demo["project"])
     try:
-        params = PARAMS | {"slide_patients": demo["mapping"], "p_threshold": 1e-300}
+        params = PARAMS | {"slide_patients": demo["mapping"], "p_threshold": 1e-300, "replace": True}
         job = run_job(demo["project"], registry, submit(registry, "signature", params))
     finally:
         registry.dispose()
     assert job.status == "failed"
     assert "signature step 2 (univariate Cox): none of the" in job.error
     assert (root / "signature" / "sig_os.json").read_bytes() == before
+    assert versions(demo["project"], "sig_os") == kept  # a failed fit adds no version
     assert not [p for p in (root / "signature").iterdir() if p.name.startswith(".")]
 
 
-def test_degenerate_cases_raise_user_errors_naming_the_step():
-    rng = np.random.default_rng(1)
-    n = 80
+def _survival_sample(seed: int, n: int, log_hr: float, event_rate: float):
+    """A marker x, exponential times with hazard exp(log_hr x) and random censoring flags."""
+    rng = np.random.default_rng(seed)
     x = rng.normal(size=n)
-    t = rng.exponential(np.exp(-0.25 * x))
-    e = (rng.random(n) < 0.8).astype(int)
+    t = rng.exponential(np.exp(-log_hr * x))
+    return x, t, (rng.random(n) < event_rate).astype(int)
+
+
+def test_degenerate_cases_raise_user_errors_naming_the_step():
+    n = 80
+    x, t, e = _survival_sample(1, n, 0.25, 0.8)
     ids = [f"P{i:03d}" for i in range(n)]
     features = pd.DataFrame({"study_id": ids, "f1": x})
     cohort = pd.DataFrame({"study_id": ids, "split": "training", "os_months": t, "os_event": e})
@@ -248,9 +277,45 @@ def test_degenerate_cases_raise_user_errors_naming_the_step():
         fit_signature(features, cohort, SignatureSettings(endpoint="dfs"))
     # a validation set where the frozen cut leaves one group: reported, never NaN
     res = evaluate_set(t, e, x, cut=100.0)
-    assert res["hr_high_vs_low"] is None and res["n_high"] == 0 and "one risk group" in res["notes"][0]
-    assert res["c_index"]["c"] > 0.5
-    json.dumps(res, allow_nan=False)
+    assert res.hr is None and res.n_high == 0 and res.notes == ["one risk group only: no hazard ratio or log-rank test"]
+    assert res.c_index == pytest.approx(harrell_c(t, e, x).c, abs=1e-15)
+    low = kaplan_meier(t, e).median()
+    assert (res.median_low, res.median_low_lower, res.median_low_upper) == low and res.median_high is None
+    stored = res.to_dict()
+    assert stored["km_median"] == {"high": None, "low": dict(zip(("median", "lower", "upper"), low))}
+    assert stored["hr_high_vs_low"] is None and stored["logrank"] is None
+    json.dumps(stored, allow_nan=False)
+    assert SetEvaluation.from_dict(stored) == res
+
+
+def test_set_evaluation_values_and_the_sets_that_are_not_evaluated():
+    n = 120
+    score, t, e = _survival_sample(5, n, 0.8, 0.75)
+    cut = 0.3
+    res = evaluate_set(t, e, score, cut)
+    high = score > cut
+    fit = fit_cox_arrays(t, e, high.astype(float), names=["high_risk"]).table()[0]
+    lr = logrank_test(t, e, np.where(high, "high", "low"))
+    c = harrell_c(t, e, score)
+    assert (res.n, res.events, res.n_high, res.n_low) == (n, int(e.sum()), int(high.sum()), int((~high).sum()))
+    assert (res.events_high, res.events_low) == (int(e[high].sum()), int(e[~high].sum()))
+    assert (res.hr, res.hr_lower, res.hr_upper, res.hr_p) == (fit["hr"], fit["hr_lower"], fit["hr_upper"], fit["p"])
+    assert (res.logrank_chisq, res.logrank_df, res.logrank_p) == (lr.chisq, lr.df, lr.p)
+    assert (res.c_index, res.c_se, res.c_lower, res.c_upper) == (c.c, c.se, c.ci_lower, c.ci_upper)
+    assert res.median_high == kaplan_meier(t[high], e[high]).median()[0]
+    stored = res.to_dict()
+    assert stored["c_index"] == {"c": c.c, "se": c.se, "lower": c.ci_lower, "upper": c.ci_upper}
+    assert stored["hr_high_vs_low"] == {"hr": fit["hr"], "lower": fit["hr_lower"], "upper": fit["hr_upper"],
+                                        "p": fit["p"]}
+    assert stored["logrank"] == {"chisq": lr.chisq, "df": 1, "p": lr.p}
+    assert SetEvaluation.from_dict(stored) == res
+    assert f"HR high/low {fit['hr']:.2f} ({fit['hr_lower']:.2f}-{fit['hr_upper']:.2f})" in res.summary()
+    # sets the fit does not evaluate keep the stored JSON's short form
+    empty = SetEvaluation.not_evaluated(0, "no patients")
+    assert empty.to_dict() == {"n": 0, "notes": ["no patients"]} and SetEvaluation.from_dict(empty.to_dict()) == empty
+    quiet = SetEvaluation.not_evaluated(7, "no events", events=0)
+    assert quiet.to_dict() == {"n": 7, "events": 0, "notes": ["no events"]}
+    assert quiet.summary_row()["c_index"] is None and quiet.summary() == "n 7: no events"
 
 
 def test_correlation_filter_keeps_the_earlier_column():
@@ -289,7 +354,17 @@ def test_cli_show_and_fit(demo, capsys):
     args = parser.parse_args(["signature", "show", "sig_os", "--project", root])
     assert args.func(args) == 0
     text = capsys.readouterr().out
-    assert "external" in text and "cut" in text and "histo_" in text
+    summary = SignatureSummary.from_signature(shown)
+    assert text == summary.summary() + "\n"
+    ext = summary.sets["external"]
+    assert f"{'external':<10} {ext.n:>4} {ext.events:>4} {ext.n_high:>5}  {ext.c_index:.3f} ({ext.c_lower:.3f}-" in text
+    assert f"cut {shown['cut']['value']:.4g} (X-tile" in text
+    assert [line.split()[0] for line in text.splitlines() if line.startswith("  histo_") or line.startswith("  bow_")] \
+        == list(shown["coefficients"])
+    from pathomics_desktop.signature.versions import load_version
+
+    first = SignatureSummary.from_signature(load_version(demo["project"], "sig_os", 1))  # what the fixture's job fitted
+    assert first.to_dict() == {k: v for k, v in demo["result"].items() if k not in ("json", "scores", "features")}
     args = parser.parse_args(["signature", "show", "nope", "--project", root])
     with pytest.raises(UserError, match="signature 'nope' not found"):
         args.func(args)

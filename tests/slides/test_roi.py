@@ -54,6 +54,26 @@ def test_coverage_respects_holes():
     assert list(best) == [0, -1, 0, -1]
 
 
+def test_coverage_in_chunks_equals_one_pass(monkeypatch):
+    """Chunking (which lets a GUI thread run between shapely calls) changes no value: the
+    coverage of a 37 x 37 grid measured 5 tiles at a time equals the one-pass answer and a
+    pixel count on a raster of the square ring (400 px square minus a 200 px hole)."""
+    import pathomics_desktop.slides.roi as roi_module
+
+    rois = parse_rois(_feature(SQUARE_WITH_HOLE, cls="Tumor"))
+    gx, gy = np.meshgrid(np.arange(37) * 25.0 - 200, np.arange(37) * 25.0 - 200)
+    one_pass = roi_coverage(rois, gx.ravel(), gy.ravel(), 50)
+    monkeypatch.setattr(roi_module, "COVERAGE_CHUNK", 5)
+    chunked = roi_coverage(rois, gx.ravel(), gy.ravel(), 50)
+    assert np.array_equal(one_pass[0], chunked[0]) and np.array_equal(one_pass[1], chunked[1])
+    raster = np.zeros((1200, 1200), dtype=bool)  # pixel (r, c) covers [c-200, c-199) x [r-200, r-199)
+    raster[200:600, 200:600] = True
+    raster[300:500, 300:500] = False
+    counted = [raster[int(y) + 200:int(y) + 250, int(x) + 200:int(x) + 250].mean()
+               for x, y in zip(gx.ravel(), gy.ravel())]
+    assert one_pass[0] == pytest.approx(counted, abs=1e-12)
+
+
 def test_roi_outside_slide_rejected(tmp_path):
     far = {"type": "Polygon", "coordinates": [[[5000, 5000], [5100, 5000], [5100, 5100], [5000, 5000]]]}
     p = write_geojson(tmp_path / "far.geojson", {"type": "FeatureCollection", "features": [_feature(far, "far")]})

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from scipy.stats import norm
 
 from pathomics_desktop.cli import main
 from pathomics_desktop.errors import UserError
@@ -22,8 +23,7 @@ from tests.stats.cli_helpers import run_json
 HERE = Path(__file__).parent
 LUNG = str(HERE / "data" / "lung.csv")
 REF = json.loads((HERE / "reference" / "km_cox.json").read_text())
-
-
+REF_T1_SG = json.loads((HERE / "reference" / "table1_subgroups.json").read_text())
 
 
 def test_km_json_keys_and_values(capsys):
@@ -48,7 +48,7 @@ def test_km_without_group_and_unreached_median(capsys, tmp_path):
     assert res["groups"][0]["group"] == "all" and res["groups"][0]["median"] is None
 
 
-def test_cox_json_keys_categorical_and_ph_test(capsys):
+def test_cox_json_keys_categorical_and_ph_test(capsys, tmp_path):
     res = run_json(capsys, "cox", LUNG, "--time", "time", "--event", "status", "--event-value", "2",
                    "--covariates", "age,sex,ph.ecog", "--categorical", "ph.ecog",
                    "--reference", "ph.ecog=1")
@@ -60,6 +60,25 @@ def test_cox_json_keys_categorical_and_ph_test(capsys):
     assert set(res["ph_test"]) == {"age", "sex", "ph.ecog", "GLOBAL"}
     assert set(res["ph_test"]["GLOBAL"]) == {"chisq", "df", "p"}
     assert res["n"] == 227 and res["events"] == 164
+    # the values, against R coxph(Surv(time, status) ~ age + sex + relevel(factor(ph.ecog), ref = "1")
+    # + wt.loss) and cox.zph on the complete rows
+    cols = ["time", "status", "age", "sex", "ph.ecog", "ph.karno", "wt.loss", "inst"]
+    subset = tmp_path / "lung_complete.csv"
+    pd.read_csv(LUNG)[cols].dropna().to_csv(subset, index=False)
+    res = run_json(capsys, "cox", str(subset), "--time", "time", "--event", "status", "--event-value", "2",
+                   "--covariates", "age,sex,ph.ecog,wt.loss", "--categorical", "ph.ecog",
+                   "--reference", "ph.ecog=1")
+    ref = REF["cox_lung_cat"]
+    assert (res["n"], res["events"]) == (ref["n"], ref["nevent"])
+    np.testing.assert_allclose([t["coef"] for t in res["terms"]], ref["coef"], rtol=1e-6)
+    np.testing.assert_allclose([t["se"] for t in res["terms"]], ref["se"], rtol=1e-6)
+    for t in res["terms"]:
+        assert t["hr"] == pytest.approx(math.exp(t["coef"]), rel=1e-12)
+        assert t["p"] == pytest.approx(2 * norm.sf(abs(t["coef"] / t["se"])), rel=1e-9)
+    assert res["loglik"] == pytest.approx(ref["loglik"][1], rel=1e-9)
+    assert res["concordance"] == pytest.approx(ref["concordance"], rel=1e-12)
+    np.testing.assert_allclose([v["chisq"] for v in res["ph_test"].values()], ref["zph"]["chisq"], rtol=1e-4)
+    assert [v["df"] for v in res["ph_test"].values()] == ref["zph"]["df"]
 
 
 def test_cox_cluster_and_frailty(capsys, tmp_path):
@@ -82,13 +101,29 @@ def test_cox_cluster_and_frailty(capsys, tmp_path):
     assert frail["ph_test"] is None
 
 
-def test_subgroups_json_keys(capsys):
+def test_subgroups_json_keys_and_values(capsys):
     res = run_json(capsys, "subgroups", str(HERE / "data" / "lung_subgroups.csv"), "--time", "time",
                    "--event", "status", "--exposure", "X", "--subgroups", "sex,age65,ph.ecog")
     assert set(res) == {"rows"}
     for row in res["rows"]:
         assert set(row) == {"variable", "level", "n", "events", "hr", "hr_lower", "hr_upper", "p",
                             "p_interaction"}
+    ref = REF_T1_SG["sg_lung"]  # R coxph within levels; anova(x + S, x * S)
+    rows = [r for r in res["rows"] if r["variable"] != "Overall"]
+    expected_levels = sorted((v, lvl) for v in ref for lvl in ref[v]["levels"])
+    assert sorted((r["variable"], r["level"]) for r in rows) == expected_levels
+    for row in rows:
+        lv = ref[row["variable"]]["levels"][row["level"]]
+        assert (row["n"], row["events"]) == (lv["n"], lv["events"])
+        if lv["hr"] == {}:  # R: NA (one patient)
+            assert row["hr"] is None
+            continue
+        assert [row["hr"], row["hr_lower"], row["hr_upper"]] == pytest.approx([lv["hr"], lv["lower"], lv["upper"]],
+                                                                            rel=1e-6)
+        assert row["p"] == pytest.approx(lv["p"], rel=1e-5)
+    firsts = {v: next(r for r in rows if r["variable"] == v) for v in ref}
+    for v, first in firsts.items():
+        assert first["p_interaction"] == pytest.approx(ref[v]["p_interaction"], rel=1e-6)
 
 
 def test_table1_json_keys_and_text(capsys):
@@ -98,7 +133,22 @@ def test_table1_json_keys_and_text(capsys):
     assert set(res) == {"groups", "rows"} and res["groups"] == ["1", "2"]
     for row in res["rows"]:
         assert set(row) == {"variable", "level", "summary", "p", "test"}
-    assert any(r["level"] == "missing" for r in res["rows"])
+    ref = REF_T1_SG["t1_pbc"]  # R: shapiro.test per group, then wilcox.test / chisq.test(correct = FALSE)
+    first = {}
+    for row in res["rows"]:
+        first.setdefault(row["variable"], row)
+    for var in ("age", "chol"):  # neither normal in both groups (Shapiro-Wilk p <= 0.05)
+        assert first[var]["test"] == "Mann-Whitney U"
+        assert first[var]["p"] == pytest.approx(ref[var]["wilcox"], rel=1e-9)
+    for var in ("sex", "stage"):
+        assert first[var]["test"] == "Pearson chi-square"
+        assert first[var]["p"] == pytest.approx(ref[var]["chisq"], rel=1e-9)
+    sex_counts = [int(r["summary"][g].split()[0]) for r in res["rows"] if r["variable"] == "sex" for g in ("1", "2")]
+    assert sex_counts == [n for row in ref["sex"]["table"] for n in row]
+    missing = next(r for r in res["rows"] if r["variable"] == "chol" and r["level"] == "missing")
+    pbc_frame = pd.read_csv(pbc).dropna(subset=["trt"])
+    counts = {g: int(pbc_frame.chol[pbc_frame.trt == int(g)].isna().sum()) for g in ("1", "2")}
+    assert missing["summary"] == {g: str(c) for g, c in counts.items()} | {"Overall": str(sum(counts.values()))}
     code = main(["analyze", "table1", pbc, "--by", "trt", "--columns", "age,sex"])
     text = capsys.readouterr().out
     assert code == 0 and "age" in text and ("Welch" in text or "Mann-Whitney" in text)

@@ -8,7 +8,6 @@ to ~1e-8 relative and the PH tests (evaluated at those coefficients) to ~1e-5.
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import numpy as np
@@ -114,26 +113,29 @@ def test_dummy_names_and_table(fits):
     assert row["hr_lower"] == pytest.approx(np.exp(row["coef"] - 1.959963984540054 * row["se"]))
 
 
-def test_concordance_counts_against_brute_force():
+def test_stratified_concordance_of_the_fit_against_brute_force():
+    """The fit's C is Harrell's C of its linear predictor over pairs within a stratum."""
     rng = np.random.default_rng(4)
     n = 300
     t = rng.integers(1, 40, n).astype(float)  # many tied times
     e = rng.random(n) < 0.6
     x = rng.integers(0, 5, n).astype(float)  # many tied risks
+    s = rng.integers(0, 3, n)
+    fit = cox.fit_cox_arrays(t, e, x[:, None], strata=s)
+    eta = fit.linear_predictor
     conc = disc = tied = 0
     for i in range(n):
         if not e[i]:
             continue
         for j in range(n):
-            if t[j] > t[i] or (t[j] == t[i] and not e[j]):
-                conc += x[i] > x[j]
-                disc += x[i] < x[j]
-                tied += x[i] == x[j]
-    res = cox.concordance_index(t, e, x)
-    assert (res["concordant"], res["discordant"], res["tied_risk"]) == (conc, disc, tied)
+            if s[j] == s[i] and (t[j] > t[i] or (t[j] == t[i] and not e[j])):
+                conc += eta[i] > eta[j]
+                disc += eta[i] < eta[j]
+                tied += eta[i] == eta[j]
+    assert fit.concordance == pytest.approx((conc + tied / 2) / (conc + disc + tied), rel=1e-14)
 
 
-def test_large_fit_is_fast_and_recovers_coefficients():
+def test_large_tied_fit_recovers_the_coefficients():
     rng = np.random.default_rng(0)
     n, p = 100_000, 10
     X = rng.normal(size=(n, p))
@@ -141,10 +143,7 @@ def test_large_fit_is_fast_and_recovers_coefficients():
     t = np.round(rng.exponential(np.exp(-X @ beta)) * 50)  # heavy ties
     c = np.round(rng.exponential(2, size=n) * 50)
     e = (t <= c).astype(int)
-    start = time.perf_counter()
-    fit = cox.fit_cox_arrays(np.minimum(t, c), e, X)
-    elapsed = time.perf_counter() - start
-    assert elapsed < 10.0
+    fit = cox.fit_cox_arrays(np.minimum(t, c), e, X)  # timing: `pathomics bench stats`
     np.testing.assert_allclose(fit.coef, beta, atol=0.03)
 
 

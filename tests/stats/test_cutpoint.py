@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from scipy.stats import norm
 
 from pathomics_desktop.errors import UserError
 from pathomics_desktop.stats import cutpoint as cp
@@ -37,8 +38,42 @@ def test_maxstat_matches_r(case):
         assert res.p_adjusted == pytest.approx(min(1.0, case["p"]), rel=1e-6)
     else:
         assert res.p_raw <= res.p_adjusted < 1e-9
-    assert res.p_raw <= 1
-    assert set(res.as_dict()) == {"method", "cutpoint", "statistic", "p_raw", "p_adjusted"}
+    # the unadjusted p of the selected cut: two-sided normal p of R's maximal statistic
+    assert res.p_raw == pytest.approx(2 * norm.sf(case["statistic"]), rel=1e-9)
+    assert res.to_dict() == {"method": "maxstat", "cutpoint": res.cutpoint, "statistic": res.statistic,
+                             "p_raw": res.p_raw, "p_adjusted": res.p_adjusted}
+
+
+def brute_force_maxstat(time, event, marker, minprop=0.1):
+    """Every cut ``x <= c`` leaving between floor(N minprop) and floor(N (1 - minprop))
+    patients low, one by one: the standardised log-rank score statistic of that split."""
+    a = cp.logrank_scores(time, event)
+    n = len(a)
+    best = (-1.0, None)
+    for c in np.unique(marker)[:-1]:
+        low = marker <= c
+        m = int(low.sum())
+        if not max(1, int(np.floor(n * minprop))) <= m <= int(np.floor(n * (1 - minprop))):
+            continue
+        var = m * (n - m) / (n**2 * (n - 1)) * (n * np.sum(a**2) - a.sum() ** 2)
+        s = abs(a[low].sum() - m / n * a.sum()) / np.sqrt(var)
+        if s > best[0] + 1e-12:
+            best = (s, c)
+    return best
+
+
+@pytest.mark.parametrize("name, marker", [("lung", "age"), ("veteran", "karno"), ("pbc", "bili")])
+def test_maxstat_cut_and_raw_p_equal_a_brute_force_search(name, marker):
+    d = dataset(name).dropna(subset=[marker])
+    t = d["time"].to_numpy(float)
+    e = (d["event"] if "event" in d else d["status"]).to_numpy(int)
+    x = d[marker].to_numpy(float)
+    stat, cut = brute_force_maxstat(t, e, x)
+    res = cp.maxstat_cutpoint(t, e, x)
+    assert res.cutpoint == cut
+    assert res.statistic == pytest.approx(stat, rel=1e-12)
+    assert res.p_raw == pytest.approx(2 * norm.sf(stat), rel=1e-12)
+    assert res.p_raw < res.p_adjusted  # many cuts tried: the adjusted p is larger
 
 
 def test_maxstat_statistic_is_the_standardised_score_sum_of_the_low_group():
@@ -70,11 +105,13 @@ def test_xtile_maps_equal_direct_logrank_tests():
     for k in (0, 5, 12, len(res.cuts) - 1):
         chi2, _, _ = cp.logrank_groups(t, e, x <= res.cuts[k])
         assert res.chi2_single[k] == pytest.approx(chi2, rel=1e-9)
+    # the pair map is drawn on the thinned grid; the single cuts are never thinned
+    assert len(res.pair_cuts) == 25 < len(res.cuts) and set(res.pair_cuts) <= set(res.cuts)
     done = 0
-    for i in range(len(res.cuts)):
-        for j in range(i + 1, len(res.cuts)):
+    for i in range(len(res.pair_cuts)):
+        for j in range(i + 1, len(res.pair_cuts)):
             if np.isfinite(res.chi2_pairs[i, j]) and (i + j) % 7 == 0:
-                g = (x > res.cuts[i]).astype(int) + (x > res.cuts[j]).astype(int)
+                g = (x > res.pair_cuts[i]).astype(int) + (x > res.pair_cuts[j]).astype(int)
                 chi2, _, df = cp.logrank_groups(t, e, g)
                 assert df == 2
                 assert res.chi2_pairs[i, j] == pytest.approx(chi2, rel=1e-8)
@@ -82,7 +119,60 @@ def test_xtile_maps_equal_direct_logrank_tests():
     assert done > 5
     assert res.statistic == pytest.approx(np.nanmax(res.chi2_single))
     assert res.pair_statistic == pytest.approx(np.nanmax(res.chi2_pairs))
-    assert np.isnan(res.chi2_pairs[np.tril_indices(len(res.cuts))]).all()
+    assert np.isnan(res.chi2_pairs[np.tril_indices(len(res.pair_cuts))]).all()
+
+
+def brute_force_xtile(time, event, marker, min_n):
+    """Every distinct cut ``x <= c`` leaving >= min_n subjects in both groups, one log-rank
+    test (:func:`logrank_groups`) each: the first cut with the largest chi-square."""
+    best_chi2, best_cut, tried = -1.0, None, 0
+    for c in np.unique(marker):
+        low = marker <= c
+        if low.sum() < min_n or (~low).sum() < min_n:
+            continue
+        tried += 1
+        chi2, _, _ = cp.logrank_groups(time, event, low)
+        if chi2 > best_chi2 + 1e-9 * max(1.0, best_chi2):
+            best_chi2, best_cut = chi2, c
+    return best_chi2, best_cut, tried
+
+
+@pytest.mark.parametrize("name, marker, minprop", [("pbc", "bili", 0.1), ("veteran", "karno", 0.2),
+                                                   ("lung", "age", 0.1), ("pbc", "albumin", 0.25)])
+def test_xtile_cut_is_the_brute_force_maximum_over_every_distinct_cut(name, marker, minprop):
+    d = dataset(name).dropna(subset=[marker])
+    t = d["time"].to_numpy(float)
+    e = (d["event"] if "event" in d else d["status"]).to_numpy(int)
+    x = d[marker].to_numpy(float)
+    n = len(x)
+    min_n = int(np.ceil(n * minprop))
+    res = cp.xtile(t, e, x, minprop=minprop, n_perm=0, max_cuts=4)
+    chi2, cut, tried = brute_force_xtile(t, e, x, min_n)
+    assert res.min_group_size == min_n
+    assert len(res.cuts) == tried > 4  # no thinning of the single cuts, whatever max_cuts says
+    assert res.cutpoint == cut
+    assert res.statistic == pytest.approx(chi2, rel=1e-9)
+
+
+def test_xtile_respects_the_minimum_group_size():
+    """A marker whose best split isolates a few patients: with a 10% minimum the small
+    extreme group cannot be chosen, with 1/n it is."""
+    rng = np.random.default_rng(3)
+    n = 60
+    x = rng.normal(size=n)
+    t = rng.exponential(1.0, size=n)
+    top = np.argsort(x)[-3:]
+    t[top] = 0.01 * (1 + np.arange(3))  # the three highest markers die first
+    e = np.ones(n, dtype=int)
+    res = cp.xtile(t, e, x, minprop=0.1, n_perm=0, pairs=False)
+    assert res.min_group_size == 6
+    assert (x > res.cutpoint).sum() >= 6 and (x <= res.cutpoint).sum() >= 6
+    chi2, cut, _ = brute_force_xtile(t, e, x, 6)
+    assert res.cutpoint == cut
+    small = cp.xtile(t, e, x, minprop=1 / n, n_perm=0, pairs=False)
+    chi2_1, cut_1, _ = brute_force_xtile(t, e, x, 1)
+    assert small.min_group_size == 1 and small.cutpoint == cut_1
+    assert small.statistic == pytest.approx(chi2_1, rel=1e-9) and chi2_1 > chi2
 
 
 def test_xtile_permutation_p_is_seeded_and_small_for_a_strong_marker():

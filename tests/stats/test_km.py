@@ -71,7 +71,9 @@ def test_single_curve_matches_survfit(key, conf_type):
 def test_grouped_curves_median_ci_and_at_risk(key, dataset, time, event, group):
     df = data(dataset)
     ref = REF[key]
-    curves = km.km_by_group(df[time], df[event], df[group])
+    comparison = km.km_comparison(df[time], df[event], df[group], at=[100.0])
+    curves = comparison.curves
+    assert list(curves) == comparison.groups
     bounds = np.concatenate([[0], np.cumsum(ref["strata"])])
     at_strata = ref["at_strata"]
     for idx, (label, fit) in enumerate(curves.items()):
@@ -83,12 +85,21 @@ def test_grouped_curves_median_ci_and_at_risk(key, dataset, time, event, group):
         close([r["survival"] for r in mine], [ref["at_surv"][i] for i in theirs])
         close([r["lower"] for r in mine], [ref["at_lower"][i] for i in theirs])
         assert [r["at_risk"] for r in mine] == [ref["at_risk"][i] for i in theirs]
+    # to_dict is the `analyze km --json` object: per group the median (CI) and the `at` rows
+    out = comparison.to_dict()
+    assert [g["group"] for g in out["groups"]] == comparison.groups
+    for g in out["groups"]:
+        fit = curves[g["group"]]
+        assert (g["median"], g["median_lower"], g["median_upper"]) == fit.median()
+        assert (g["n"], g["events"], g["at"]) == (fit.n, fit.events, fit.at([100.0]))
+    direct = km.logrank_test(df[time], df[event], df[group])
+    assert out["logrank"] == {"chisq": direct.chisq, "df": direct.df, "p": direct.p}
 
 
 def test_quantiles_with_ci_match_quantile_survfit():
     lung = data("lung")
     ref = REF["quantile_lung_sex"]
-    curves = km.km_by_group(lung.time, lung.status, lung.sex)
+    curves = km.km_comparison(lung.time, lung.status, lung.sex).curves
     for i, fit in enumerate(curves.values()):
         for j, prob in enumerate((0.25, 0.75)):
             est, lo, hi = fit.quantile(prob)

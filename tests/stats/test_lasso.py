@@ -17,6 +17,7 @@ import pytest
 
 from pathomics_desktop.errors import UserError
 from pathomics_desktop.stats import lasso_cox as lc
+from pathomics_desktop.stats.cox import CoxData
 
 HERE = Path(__file__).parent
 REF = json.loads((HERE / "reference" / "markers_reference.json").read_text())
@@ -205,6 +206,24 @@ def test_cv_is_deterministic_under_a_seed():
     np.testing.assert_array_equal(a.foldid, b.foldid)
     np.testing.assert_array_equal(a.cvm, b.cvm)
     assert np.bincount(a.foldid)[1:].tolist() in ([28, 28, 27, 27, 27],)
+    np.testing.assert_array_equal(a.foldid, lc.make_folds(t.size, 5, 7, event=e))
+    assert not np.array_equal(a.foldid, lc.lasso_cox_cv(t, e, x, folds=5, seed=8).foldid)
+
+
+@pytest.mark.parametrize("n, k, events", [(255, 10, 97), (31, 4, 5), (40, 3, 40), (23, 5, 0)])
+def test_folds_are_stratified_by_event_status_and_reproducible(n, k, events):
+    rng = np.random.default_rng(n)
+    event = np.zeros(n, dtype=int)
+    event[rng.choice(n, size=events, replace=False)] = 1
+    fid = lc.make_folds(n, k, seed=11, event=event)
+    assert sorted(set(fid.tolist())) == list(range(1, k + 1))
+    ev_per_fold = np.bincount(fid, weights=event, minlength=k + 1)[1:]
+    size_per_fold = np.bincount(fid, minlength=k + 1)[1:]
+    assert ev_per_fold.sum() == events and ev_per_fold.max() - ev_per_fold.min() <= 1
+    assert size_per_fold.max() - size_per_fold.min() <= 1
+    np.testing.assert_array_equal(fid, lc.make_folds(n, k, seed=11, event=event))
+    # the stratification is by event status, not by position: another seed deals other subjects
+    assert not np.array_equal(fid, lc.make_folds(n, k, seed=12, event=event))
 
 
 def test_exact_solver_satisfies_kkt_conditions_on_the_path():
@@ -265,6 +284,14 @@ def test_more_features_than_subjects_uses_glmnet_ratio_and_terminates():
     path = lc.lasso_cox_path(t, e, x)
     ratio = path.lambdas[2] / path.lambdas[1]
     assert ratio == pytest.approx(0.01 ** (1 / 99), rel=1e-7)  # lambda.min.ratio = 0.01 when n < p
-    assert path.lambdas.size <= 100 and path.dev_ratio[-1] <= 1
+    # the whole 100-lambda path: the deviance ratio stays below glmnet's devmax (0.99), so no early stop
+    assert path.lambdas.size == 100
+    # dev_ratio = 1 - loglik(beta) / loglik(0) (no tied times: the saturated log-likelihood is 0),
+    # recomputed with the Cox model's own partial likelihood
+    data = CoxData(t, e, x, ties="breslow")
+    loglik_null = data.derivatives(np.zeros(p))["loglik"]
+    for k in (10, 50, 99):
+        expected = 1 - data.derivatives(path.coef[:, k])["loglik"] / loglik_null
+        assert path.dev_ratio[k] == pytest.approx(expected, rel=1e-10)
     assert np.all(np.diff(path.dev_ratio) >= -1e-9)  # the fit improves down the path
     assert np.isfinite(path.coef).all()

@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from pathomics_desktop.errors import UserError
+from pathomics_desktop.stats.data import clean_json, format_text
 from pathomics_desktop.stats.meta import meta_analysis
 
 HERE = Path(__file__).parent
@@ -27,7 +28,9 @@ def test_matches_metafor(case, method):
         assert getattr(res, key) == pytest.approx(ref[key], rel=tol, abs=tol), key
     assert res.q == pytest.approx(ref["q"], rel=1e-12)
     assert res.q_p == pytest.approx(ref["q_p"], rel=1e-8)
-    assert set(res.as_dict()) == {"estimate", "ci_lower", "ci_upper", "tau2", "i2", "q", "q_p", "pi_lower", "pi_upper"}
+    keys = ("estimate", "ci_lower", "ci_upper", "tau2", "i2", "q", "q_p", "pi_lower", "pi_upper")
+    assert res.to_dict() == {key: getattr(res, key) for key in keys}
+    assert str(res) == res.summary() == format_text(clean_json(res.to_dict()))
 
 
 def test_homogeneous_studies_have_zero_tau2():

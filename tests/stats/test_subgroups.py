@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
 
@@ -29,33 +28,33 @@ def colon_two_arms() -> pd.DataFrame:
 
 def check(result: dict, ref: dict):
     by_var: dict[str, list[dict]] = {}
-    for row in result["rows"]:
-        assert ROW_KEYS <= set(row)
-        by_var.setdefault(row["variable"], []).append(row)
+    for row in result.rows:
+        assert set(row.to_dict()) == ROW_KEYS
+        by_var.setdefault(row.variable, []).append(row)
     for var, expected in ref.items():
         rows = by_var[var]
-        assert rows[0]["p_interaction"] == pytest.approx(expected["p_interaction"], rel=1e-6)
-        assert all(r["p_interaction"] is None for r in rows[1:])
+        assert rows[0].p_interaction == pytest.approx(expected["p_interaction"], rel=1e-6)
+        assert all(r.p_interaction is None for r in rows[1:])
         for row in rows:
-            lv = expected["levels"][row["level"]]
-            assert row["n"] == lv["n"] and row["events"] == lv["events"]
+            lv = expected["levels"][row.level]
+            assert row.n == lv["n"] and row.events == lv["events"]
             if lv.get("hr") in (None, {}):
-                assert row["hr"] is None and row["p"] is None
+                assert row.hr is None and row.p is None
                 continue
-            assert row["hr"] == pytest.approx(lv["hr"], rel=1e-6)
-            assert row["hr_lower"] == pytest.approx(lv["lower"], rel=1e-6)
-            assert row["hr_upper"] == pytest.approx(lv["upper"], rel=1e-6)
-            assert row["p"] == pytest.approx(lv["p"], rel=1e-5)
+            assert row.hr == pytest.approx(lv["hr"], rel=1e-6)
+            assert row.hr_lower == pytest.approx(lv["lower"], rel=1e-6)
+            assert row.hr_upper == pytest.approx(lv["upper"], rel=1e-6)
+            assert row.p == pytest.approx(lv["p"], rel=1e-5)
 
 
 def test_colon_subgroups_binary_exposure_as_category():
     df = colon_two_arms()
     res = subgroup_analysis(df, "time", "status", "rx", ["sex", "node4", "differ", "obstruct"],
                             reference="Obs")
-    assert res["exposure_term"] == "rx=Lev+5FU"
-    overall = res["rows"][0]
-    assert (overall["variable"], overall["level"]) == ("Overall", "all")
-    assert overall["hr"] == pytest.approx(REF["sg_colon_overall"]["hr"], rel=1e-6)
+    assert res.exposure_term == "rx=Lev+5FU"
+    overall = res.rows[0]
+    assert (overall.variable, overall.level) == ("Overall", "all")
+    assert overall.hr == pytest.approx(REF["sg_colon_overall"]["hr"], rel=1e-6)
     check(res, REF["sg_colon"])
 
 
@@ -63,8 +62,13 @@ def test_lung_subgroups_numeric_exposure_with_unestimable_level():
     df = pd.read_csv(HERE / "data" / "lung_subgroups.csv")
     res = subgroup_analysis(df, "time", "status", "X", ["sex", "age65", "ph.ecog"])
     check(res, REF["sg_lung"])
-    lonely = next(r for r in res["rows"] if r["variable"] == "ph.ecog" and r["level"] == "3")
-    assert lonely["n"] == 1 and "note" in lonely
+    lonely = next(r for r in res.rows if r.variable == "ph.ecog" and r.level == "3")
+    assert lonely.n == 1 and lonely.note == "covariate X is constant (one value only)"
+    assert lonely.hr is None and lonely.p is None
+    text = res.summary().splitlines()
+    assert text[0] == "exposure: X"
+    assert text[-1] == "note: ph.ecog=3: covariate X is constant (one value only)"
+    assert res.to_dict() == {"rows": [{k: getattr(r, k) for k in ROW_KEYS} for r in res.rows]}
 
 
 def test_subgroup_errors():
@@ -76,5 +80,6 @@ def test_subgroup_errors():
     with pytest.raises(UserError, match="categories"):
         subgroup_analysis(df, "time", "status", "rx", ["age"], reference="Obs")
     rows = subgroup_analysis(df.assign(one="x"), "time", "status", "rx", ["one"],
-                             reference="Obs")["rows"]
-    assert rows[1]["p_interaction"] is None and np.isfinite(rows[1]["hr"])
+                             reference="Obs").rows
+    # one level holding every patient: its HR is the overall one, no interaction test
+    assert rows[1].p_interaction is None and rows[1].hr == rows[0].hr

@@ -45,52 +45,52 @@ def test_table1_tests_match_r(key):
     ref = REF[key]
     table = table1.baseline_table(df, by, continuous + categorical, categorical=categorical)
     first = {}
-    for row in table["rows"]:
-        first.setdefault(row["variable"], row)
+    for row in table.rows:
+        first.setdefault(row.variable, row)
     for var in continuous:
         r = ref[var]
         normal = all(p is not None and p > 0.05 for p in as_list(r["shapiro"]))
         row = first[var]
-        if len(table["groups"]) == 2:
+        if len(table.groups) == 2:
             expected_test, expected_p = ("Welch t-test", r["welch"]) if normal else ("Mann-Whitney U", r["wilcox"])
         else:
             expected_test, expected_p = ("ANOVA", r["anova"]) if normal else ("Kruskal-Wallis", r["kruskal"])
-        assert row["test"] == expected_test, var
-        assert row["p"] == pytest.approx(expected_p, rel=1e-9), var
+        assert row.test == expected_test, var
+        assert row.p == pytest.approx(expected_p, rel=1e-9), var
     for var in categorical:
         r = ref[var]
         row = first[var]
         if r["min_expected"] < 5:
-            assert row["test"].startswith("Fisher"), var
-            assert row["p"] == pytest.approx(r["fisher"], rel=1e-7), var
+            assert row.test.startswith("Fisher"), var
+            assert row.p == pytest.approx(r["fisher"], rel=1e-7), var
         else:
-            assert row["test"] == "Pearson chi-square", var
-            assert row["p"] == pytest.approx(r["chisq"], rel=1e-9), var
+            assert row.test == "Pearson chi-square", var
+            assert row.p == pytest.approx(r["chisq"], rel=1e-9), var
 
 
 def test_summaries_missing_rows_and_smd():
     df = data("pbc").dropna(subset=["trt"])
     table = table1.baseline_table(df, "trt", ["age", "chol", "sex"], categorical=["sex"])
-    assert table["groups"] == ["1", "2"]
-    rows = table["rows"]
+    assert table.groups == ["1", "2"]
+    rows = table.rows
     age = rows[0]
     a1 = df.age[df.trt == 1]
     a2 = df.age[df.trt == 2]
-    if age["statistic_kind"] == "mean (SD)":
-        assert age["summary"]["1"] == f"{a1.mean():.1f} ({a1.std():.1f})"
+    if age.statistic_kind == "mean (SD)":
+        assert age.cells["1"] == f"{a1.mean():.1f} ({a1.std():.1f})"
     smd = abs(a1.mean() - a2.mean()) / np.sqrt((a1.var() + a2.var()) / 2)
-    assert age["smd"] == pytest.approx(smd)
-    missing = next(r for r in rows if r["variable"] == "chol" and r["level"] == "missing")
-    assert [int(missing["summary"][g]) for g in ("1", "2")] == as_list(REF["t1_pbc"]["missing_chol"])
-    chol = next(r for r in rows if r["variable"] == "chol" and r["level"] is None)
+    assert age.smd == pytest.approx(smd)
+    missing = next(r for r in rows if r.variable == "chol" and r.level == "missing")
+    assert [int(missing.cells[g]) for g in ("1", "2")] == as_list(REF["t1_pbc"]["missing_chol"])
+    chol = next(r for r in rows if r.variable == "chol" and r.level is None)
     c1 = df.chol[df.trt == 1].dropna()
     q1, med, q3 = np.percentile(c1, [25, 50, 75])
-    assert chol["summary"]["1"] == f"{med:.1f} [{q1:.1f}, {q3:.1f}]"
-    sex = [r for r in rows if r["variable"] == "sex"]
-    assert [r["level"] for r in sex] == ["f", "m"]
+    assert chol.cells["1"] == f"{med:.1f} [{q1:.1f}, {q3:.1f}]"
+    sex = [r for r in rows if r.variable == "sex"]
+    assert [r.level for r in sex] == ["f", "m"]
     n_f1 = int(((df.sex == "f") & (df.trt == 1)).sum())
-    assert sex[0]["summary"]["1"] == f"{n_f1} ({100 * n_f1 / (df.trt == 1).sum():.1f}%)"
-    assert sex[1]["p"] is None and sex[0]["p"] is not None
+    assert sex[0].cells["1"] == f"{n_f1} ({100 * n_f1 / (df.trt == 1).sum():.1f}%)"
+    assert sex[1].p is None and sex[0].p is not None
 
 
 @pytest.mark.parametrize("name", list(REF["fisher"]))
@@ -120,12 +120,16 @@ def test_table1_degenerate_inputs():
         table1.baseline_table(df, "g", ["x"])
     with pytest.raises(UserError, match="not in the data"):
         table1.baseline_table(df.assign(g=["a", "b"] * 2 + ["a"]), "g", ["nope"])
-    # a constant variable gives no test and no NaN
+    # a constant variable: identical groups (rank test p = 1), no chi-square for one level, no NaN
     const = pd.DataFrame({"g": ["a", "b"] * 4, "x": 1.0, "c": "same"})
     out = table1.baseline_table(const, "g", ["x", "c"], categorical=["c"])
-    for row in out["rows"]:
-        assert row["p"] is None or np.isfinite(row["p"])
-        assert all("nan" not in str(v) for v in row["summary"].values())
+    x, c = out.rows
+    assert (x.p, x.test, x.cells) == (1.0, "Mann-Whitney U", dict.fromkeys(["a", "b", "Overall"], "1.0 [1.0, 1.0]"))
+    assert (c.level, c.p, c.test) == ("same", None, None)
+    assert c.cells == {"a": "4 (100.0%)", "b": "4 (100.0%)", "Overall": "8 (100.0%)"}
+    assert out.to_dict() == {"groups": ["a", "b"], "rows": [
+        {"variable": "x", "level": None, "summary": x.cells, "p": 1.0, "test": "Mann-Whitney U"},
+        {"variable": "c", "level": "same", "summary": c.cells, "p": None, "test": None}]}
 
 
 def _brute_force_fisher(tab: np.ndarray) -> float:

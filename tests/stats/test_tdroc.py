@@ -11,7 +11,7 @@ import pytest
 
 from pathomics_desktop.errors import UserError
 from pathomics_desktop.stats import tdroc
-from pathomics_desktop.stats.concordance import _step_eval, censoring_survival
+from pathomics_desktop.stats.concordance import censoring_survival, evaluate_step_function
 
 HERE = Path(__file__).parent
 SKSURV = json.loads((HERE / "reference" / "markers_sksurv.json").read_text())
@@ -44,7 +44,7 @@ def test_auc_equals_brute_force_definition_with_ties():
     e = rng.random(n) < 0.6
     x = np.round(rng.integers(0, 10, n) - 0.05 * t, 6)
     g_t, g_v = censoring_survival(t, e)
-    g = _step_eval(g_t, g_v, t)
+    g = evaluate_step_function(g_t, g_v, t)
     for at in (10.0, 25.0):
         case = e & (t <= at)
         ctrl = t > at
@@ -61,8 +61,9 @@ def test_bootstrap_ci_is_seeded_and_brackets_the_estimate():
     b = tdroc.bootstrap_td_auc(t, e, x, case["times"], n_boot=40, seed=3)
     np.testing.assert_array_equal(a.ci_lower, b.ci_lower)
     assert np.all(a.ci_lower <= a.auc) and np.all(a.auc <= a.ci_upper)
-    out = a.as_dict()
-    assert set(out) == {"times", "auc", "ci_lower", "ci_upper"}
+    out = a.to_dict()
+    assert out == {"times": [float(v) for v in case["times"]], "auc": a.auc.tolist(),
+                   "ci_lower": a.ci_lower.tolist(), "ci_upper": a.ci_upper.tolist()}
 
 
 def test_training_censoring_distribution_is_used_when_given():

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
-
 from pathomics_desktop import launch
 
 
@@ -24,7 +22,6 @@ def test_gui_probe_reports_an_unusable_display(monkeypatch):
 
 
 def test_gui_probe_accepts_a_working_platform(monkeypatch):
-    pytest.importorskip("PySide6")
     monkeypatch.setenv("QT_QPA_PLATFORM", "offscreen")
     ok, platform = launch.gui_available(timeout=60)
     assert ok is True and platform == "offscreen"

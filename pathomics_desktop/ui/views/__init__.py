@@ -1,0 +1,27 @@
+"""The views of the main window, in navigation order.
+
+Each view is a ``QWidget`` subclass (see :class:`pathomics_desktop.ui.views.base.View`)
+named here as "module:Class" and imported when the main window is built, so that a broken
+view fails loudly at start rather than disappearing.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+#: (view id, navigation title, "module:Class")
+VIEWS: list[tuple[str, str, str]] = [
+    ("patients", "Patients", "pathomics_desktop.ui.views.patients:PatientsView"),
+    ("patient", "Patient", "pathomics_desktop.ui.views.patient_form:PatientFormView"),
+    ("study", "Study set-up", "pathomics_desktop.ui.views.study:StudySetupView"),
+    ("import", "Import", "pathomics_desktop.ui.views.import_wizard:ImportWizardView"),
+    ("slides", "Slides", "pathomics_desktop.ui.views.slides:SlideCatalogView"),
+    ("qc", "QC", "pathomics_desktop.ui.views.qc:QCQueueView"),
+    ("viewer", "Slide viewer", "pathomics_desktop.ui.views.viewer:SlideViewerView"),
+    ("jobs", "Jobs", "pathomics_desktop.ui.views.jobs:JobsView"),
+]
+
+
+def view_class(target: str):
+    module_name, name = target.split(":")
+    return getattr(importlib.import_module(module_name), name)

@@ -1,0 +1,186 @@
+"""Slide tiles read in worker threads, kept in an LRU cache per pyramid level.
+
+The GUI thread only asks (:meth:`TileLoader.request`) and looks up (:meth:`TileLoader.get`);
+worker threads read through the Qt-free :class:`~pathomics_desktop.slides.viewer_tiles.PyramidTileReader`
+(stored JPEG tiles decoded by libjpeg with the GIL released, or one OpenSlide handle per
+thread), turn the pixels into a ``QImage`` (allowed off the GUI thread, unlike ``QPixmap``)
+and hand it over through a queued signal. Every request replaces the previous one: queued
+tiles that are no longer wanted are dropped before anyone reads them (counted in
+:attr:`TileLoader.dropped`). The coarsest level is never evicted, so the viewer always has
+something to stretch while finer tiles load.
+
+``synchronous=True`` is the naive viewer of ``pathomics bench viewer``: no threads, the
+view reads missing tiles on the GUI thread while it paints (the baseline, never the app).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict, deque
+
+import numpy as np
+from PySide6.QtCore import QObject, Signal, Slot
+from PySide6.QtGui import QImage
+
+
+Key = tuple[int, int, int, int]  # (level, col, row, scale): decoded at 1/scale
+
+
+def rgb_to_qimage(rgb: np.ndarray) -> QImage:
+    """A QImage owning a copy of an (h, w, 3) uint8 RGB array."""
+    rgb = np.ascontiguousarray(rgb, dtype=np.uint8)
+    h, w = rgb.shape[:2]
+    return QImage(rgb.data, w, h, 3 * w, QImage.Format.Format_RGB888).copy()
+
+
+class TileLoader(QObject):
+    """Worker threads + per-level LRU cache of viewer tiles of one slide."""
+
+    #: a tile arrived in the cache (level, col, row)
+    tile_ready = Signal(object)
+    #: a tile could not be read: (key, message)
+    tile_failed = Signal(object, str)
+    _delivered = Signal(object, object, str)  # key, QImage | None, error message
+
+    def __init__(self, reader, *, workers: int = 2, capacity_per_level: int = 256, synchronous: bool = False,
+                 parent: QObject | None = None):
+        super().__init__(parent)
+        self.reader = reader
+        self.grid = reader.grid
+        self.synchronous = synchronous
+        self.capacity = max(16, int(capacity_per_level))
+        self.top_level = self.grid.levels - 1
+        self._cache: dict[int, OrderedDict[tuple[int, int], tuple[int, QImage]]] = {lv: OrderedDict() for lv in range(self.grid.levels)}
+        self._cond = threading.Condition()
+        self._queue: deque[Key] = deque()
+        self._queued: set[Key] = set()
+        self._inflight: set[Key] = set()
+        self._closed = False
+        self.gui_thread = threading.get_ident()
+        #: (key, thread id) of every read, in order (list.append is atomic)
+        self.read_log: list[tuple[Key, int]] = []
+        self.dropped = 0
+        self.failed: dict[Key, str] = {}
+        self._delivered.connect(self._on_delivered)
+        self._threads: list[threading.Thread] = []
+        if not synchronous:
+            for i in range(max(1, int(workers))):
+                t = threading.Thread(target=self._work, name=f"tile-loader-{i}", daemon=True)
+                t.start()
+                self._threads.append(t)
+
+    # -- GUI thread ------------------------------------------------------------------
+    def get(self, key: Key) -> QImage | None:
+        """The cached tile (level, col, row) decoded at 1/scale or finer (marked as
+        recently used), or None."""
+        entry = self.entry(key)
+        return None if entry is None else entry[1]
+
+    def entry(self, key: Key) -> tuple[int, QImage] | None:
+        """``(scale, image)`` of the cached tile if it is at least as fine as ``key`` asks."""
+        level, col, row, scale = key
+        cache = self._cache[level]
+        entry = cache.get((col, row))
+        if entry is None or entry[0] > scale:
+            return None
+        cache.move_to_end((col, row))
+        return entry
+
+    def any_entry(self, level: int, col: int, row: int) -> tuple[int, QImage] | None:
+        """The cached tile at whatever scale (for stretching as a fallback)."""
+        return self._cache[level].get((col, row))
+
+    def has(self, key: Key) -> bool:
+        entry = self._cache[key[0]].get((key[1], key[2]))
+        return entry is not None and entry[0] <= key[3]
+
+    def cached_count(self, level: int | None = None) -> int:
+        if level is not None:
+            return len(self._cache[level])
+        return sum(len(c) for c in self._cache.values())
+
+    def request(self, keys: list[Key]) -> None:
+        """Want exactly ``keys`` (in priority order): start the missing ones, drop queued
+        tiles that are no longer wanted."""
+        if self.synchronous:
+            return
+        want = [k for k in dict.fromkeys(keys) if not self.has(k) and k not in self.failed]
+        with self._cond:
+            fresh = [k for k in want if k not in self._inflight]
+            stale = self._queued.difference(fresh)
+            self.dropped += len(stale)
+            self._queue = deque(fresh)
+            self._queued = set(fresh)
+            self._cond.notify_all()
+
+    def pending(self) -> int:
+        """Tiles queued or being read."""
+        with self._cond:
+            return len(self._queued) + len(self._inflight)
+
+    def read_now(self, key: Key) -> QImage | None:
+        """Read a tile on the calling thread (the naive baseline only) and cache it."""
+        try:
+            img = rgb_to_qimage(self.reader.read_tile(*key))
+        except Exception as exc:  # noqa: BLE001 - reported per tile
+            self.failed[key] = str(exc)
+            return None
+        self.read_log.append((key, threading.get_ident()))
+        self._store(key, img)
+        return self.get(key)
+
+    @Slot(object, object, str)
+    def _on_delivered(self, key: Key, img: QImage | None, error: str) -> None:
+        with self._cond:
+            self._inflight.discard(key)
+        if img is None:
+            self.failed[key] = error
+            self.tile_failed.emit(key, error)
+            return
+        self._store(key, img)
+        self.tile_ready.emit(key)
+
+    def _store(self, key: Key, img: QImage) -> None:
+        level, col, row, scale = key
+        cache = self._cache[level]
+        old = cache.get((col, row))
+        if old is None or old[0] >= scale:  # keep the finer decode
+            cache[(col, row)] = (scale, img)
+        cache.move_to_end((col, row))
+        if level != self.top_level:  # the coarsest level stays: the fallback of every view
+            while len(cache) > self.capacity:
+                cache.popitem(last=False)
+
+    def close(self) -> None:
+        """Stop the workers (after their current tile) and close the reader."""
+        with self._cond:
+            self._closed = True
+            self._queue.clear()
+            self._queued.clear()
+            self._cond.notify_all()
+        for t in self._threads:
+            t.join(timeout=5.0)
+        self._threads = []
+        self.reader.close()
+
+    # -- worker threads ---------------------------------------------------------------
+    def _work(self) -> None:
+        while True:
+            with self._cond:
+                while not self._queue and not self._closed:
+                    self._cond.wait()
+                if self._closed:
+                    return
+                key = self._queue.popleft()
+                self._queued.discard(key)
+                self._inflight.add(key)
+            img, error = None, ""
+            try:
+                img = rgb_to_qimage(self.reader.read_tile(*key))
+                self.read_log.append((key, threading.get_ident()))
+            except Exception as exc:  # noqa: BLE001 - a bad tile is reported, the others go on
+                error = str(exc)
+            with self._cond:
+                if self._closed:
+                    return
+            self._delivered.emit(key, img, error)
