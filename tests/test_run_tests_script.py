@@ -44,3 +44,13 @@ def test_missing_postgres_without_root_prints_the_install_command(tmp_path, case
     assert done.stdout == ""  # neither apt-get nor pytest ran
     assert done.stderr.startswith("The PostgreSQL server binaries (initdb, postgres) are missing.")
     assert ADVICE in done.stderr
+
+
+def test_a_missing_command_module_fails_loudly(monkeypatch):
+    """A capability module that cannot be imported is an installation error: the CLI raises
+    instead of dropping its sub-commands without a word."""
+    import pathomics_desktop.cli as cli
+
+    monkeypatch.setattr(cli, "COMMAND_MODULES", (*cli.COMMAND_MODULES, "pathomics_desktop.not_installed_cli"))
+    with pytest.raises(ModuleNotFoundError, match="pathomics_desktop.not_installed_cli"):
+        cli.build_parser()

@@ -38,7 +38,9 @@ def load_run(project, run: str) -> dict[str, Any]:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
-def _normaliser(spec: dict[str, Any]):
+def run_stain_normaliser(spec: dict[str, Any]):
+    """The stain normalisation a model run was trained with (its spec's ``stain``): Macenko,
+    or ``None`` for "none"; training, inference and the viewer's "as the model saw it" use it."""
     if spec.get("stain", "macenko") == "none":
         return None
     from pathomics_desktop.learning.project_data import macenko_numpy_normaliser
@@ -76,7 +78,7 @@ def training_job(project, params: dict[str, Any], ctx) -> dict[str, Any]:
     slides = project_slides(project)
     train_slides, val_slides = labelled(slides, "training"), labelled(slides, "internal")
     require_two_classes(train_slides, "training")
-    normaliser = _normaliser(spec)
+    normaliser = run_stain_normaliser(spec)
     datasets = {}
     for name, chosen, augment in (("training", train_slides, True), ("internal", val_slides, False)):
         entries, labels, _owners = tile_entries(chosen, max_tiles_per_slide=spec["max_tiles_per_slide"], seed=seed)
@@ -136,7 +138,7 @@ def inference_job(project, params: dict[str, Any], ctx) -> dict[str, Any]:
     out_dir = project.root / "predictions" / run
     out_dir.mkdir(parents=True, exist_ok=True)
     slides = project_slides(project)
-    normaliser = _normaliser(spec)
+    normaliser = run_stain_normaliser(spec)
     batch_size = int(params.get("batch_size", 32))
     done = skipped = 0
     for i, slide in enumerate(slides):
@@ -201,7 +203,7 @@ def gradcam_job(project, params: dict[str, Any], ctx) -> dict[str, Any]:
         merged = chosen.merge(index, on=["x", "y"], how="left")
         entries = [(slides[slide_id].path, int(r.x), int(r.y), int(r.read_size), int(r.level), int(r.tile_size))
                    for r in merged.itertuples(index=False)]
-        tiles = StreamedTiles(entries, input_size=spec.get("input_size"), normaliser=_normaliser(spec))
+        tiles = StreamedTiles(entries, input_size=spec.get("input_size"), normaliser=run_stain_normaliser(spec))
         images = tiles.batch(range(len(tiles)))
         tiles.close()
         batch = tiles_to_tensor(images)

@@ -122,7 +122,7 @@ ENDPOINT_COLUMNS = {"os": ("os_months", "os_event"), "rfs": ("rfs_months", "rfs_
 AUC_TIMES = {"os": (12.0, 36.0, 60.0), "rfs": (12.0, 24.0, 36.0)}
 AGE_THRESHOLD = 65  #: years: "<65" vs ">=65" (study Table 1)
 CA19_9_THRESHOLD = 200.0  #: U/mL: "<200" vs ">=200" (study Table 1, Figure 5)
-DEFAULT_BOOT = 200
+DEFAULT_BOOT = 200  # also report_cli.DEFAULT_BOOT (tested equal)
 RISK = "risk_group"  #: analysis column of the risk group (levels low, high)
 RISK_LEVELS = ("low", "high")
 MARKERS = ("signature", "tnm_stage", "ca19_9")
@@ -1200,7 +1200,7 @@ class AnalysisReport(StatResult):
         s = self.settings
         title = "Pathomics signature report (the study's analysis plan)"
         head = [("SYNTHETIC DATA - " if self.synthetic else "") + title,
-                f"patients: " + ", ".join(f"{k} {v}" for k, v in self.patients.items()),
+                "patients: " + ", ".join(f"{k} {v}" for k, v in self.patients.items()),
                 f"bootstrap replicates {s['n_boot']} (seed {s['seed']}); univariate screen LR p < {s['threshold']:g}; "
                 f"Bonferroni alpha {s['alpha']:g}; landmark "
                 + ("none" if s["landmark_months"] is None else f"{s['landmark_months']:g} months"),

@@ -11,10 +11,13 @@ import json
 
 from pathomics_desktop.registry.cli import add_project_option
 
+#: bootstrap replicates by default (the same as ``signature.report.DEFAULT_BOOT``; kept here so
+#: that ``pathomics --help`` does not import numpy)
+DEFAULT_BOOT = 200
+
 
 def register(sub) -> None:
     from pathomics_desktop.cli import command_group
-    from pathomics_desktop.signature.report import DEFAULT_BOOT
 
     ssub = command_group(sub, "signature", "pathomics signature: features, LASSO-Cox score, X-tile risk cut")
     p = ssub.add_parser(

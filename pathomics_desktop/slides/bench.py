@@ -48,7 +48,9 @@ print(json.dumps({"seconds": dt, "n_tiles": res.n_tiles, "n_candidates": res.n_c
 """
 
 
-def _make_slide(cache: Path, size: int, mpp: float, seed: int = 11) -> Path:
+def bench_slide(cache: Path, size: int, mpp: float, seed: int = 11) -> Path:
+    """A synthetic pyramidal slide of ``size`` x ``size`` px at ``mpp``, written once into
+    ``cache`` and reused (the tiling and viewer benchmarks)."""
     from pathomics_desktop.demo.synthetic_slides import write_synthetic_slide
 
     cache.mkdir(parents=True, exist_ok=True)
@@ -165,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
     from pathomics_desktop.slides.reader import read_slide_metadata
     from pathomics_desktop.slides.tiling import SlideTileSource, TilingParams, plan_tiles
 
-    slide = Path(args.slide) if args.slide else _make_slide(cache, args.size, args.slide_mpp)
+    slide = Path(args.slide) if args.slide else bench_slide(cache, args.size, args.slide_mpp)
     params = TilingParams(workers=workers)
     meta = read_slide_metadata(slide)
     with SlideTileSource(slide) as src:
@@ -226,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
           f"vs scaled-decode bound = {result['ratio_vs_scaled_decode_bound']}x")
 
     if args.memory_size > 0:
-        big = _make_slide(cache, args.memory_size, args.memory_mpp)
+        big = bench_slide(cache, args.memory_size, args.memory_mpp)
         with tempfile.TemporaryDirectory(prefix="pathomics-bench-") as tmp:
             mem = _run_tiler_child(big, Path(tmp) / "mem", workers, not args.no_stain)
         result["memory_slide"] = str(big)

@@ -365,13 +365,13 @@ def tile_as_model_saw_it(project, slide: ViewerSlide, tile: dict[str, Any], run:
     normaliser = None
     stain = "none"
     if run:
-        from pathomics_desktop.learning.jobs import _normaliser, load_run
+        from pathomics_desktop.learning.jobs import run_stain_normaliser, load_run
 
         try:
             spec = load_run(project, run)
         except UserError:
             spec = {}  # predictions without their run folder: show the raw tile's pipeline
-        normaliser = _normaliser(spec) if spec else None
+        normaliser = run_stain_normaliser(spec) if spec else None
         stain = spec.get("stain", "macenko") if spec else "none"
     level = int(tile.get("level", 0))
     tile_size = int(tile.get("tile_size", tile["size"]))
@@ -423,18 +423,13 @@ def viewer_slide_list(project, registry) -> list[dict[str, Any]]:
     return out
 
 
-def screenshot_slide(project, registry, *, tile_if_missing: bool = True) -> int | None:
-    """The slide the screenshot shows: the first with predictions, else the first slide.
-    A slide without predictions and without a tile index is tiled first (the project's
-    tiling job on that one slide, a second or two for the demo's small slides) so that the
-    picture can show the tile grid and the tissue-fraction heatmap."""
+def screenshot_slide(project, registry) -> int | None:
+    """The slide the screenshot shows: the first with predictions, else the first with a tile
+    index, else the first slide. Nothing is computed or written: a screenshot leaves the
+    project as it found it."""
     slides = viewer_slide_list(project, registry)
     if not slides:
         return None
-    chosen = next((s for s in slides if s["predictions"]), slides[0])
-    if tile_if_missing and not chosen["predictions"] and not chosen["tiles"]:
-        from pathomics_desktop.jobs.core import JobContext
-        from pathomics_desktop.slides.jobs import tiling_job
-
-        tiling_job(project, {"slide_ids": [chosen["id"]]}, JobContext())
+    chosen = (next((s for s in slides if s["predictions"]), None) or next((s for s in slides if s["tiles"]), None)
+              or slides[0])
     return int(chosen["id"])

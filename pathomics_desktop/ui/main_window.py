@@ -302,7 +302,7 @@ class MainWindow(QMainWindow):
     def _restore_settings(self) -> None:
         store = app_settings.app_settings()
         geometry = store.value("window/geometry")
-        if geometry is None or not self.restoreGeometry(geometry) or self.width() < 800 or self.height() < 500:
+        if geometry is None or not self.restoreGeometry(geometry) or self.width() < 640 or self.height() < 400:
             self._default_size()
         state = store.value("window/state")
         if state is not None:

@@ -1,7 +1,7 @@
 """``pathomics bench viewer``: how fast the slide viewer answers zooms and pans.
 
 On a synthetic pyramidal slide (default 100,000 x 100,000 px at 0.5 um/px, made once by
-the tiling benchmark's :func:`pathomics_desktop.slides.bench._make_slide` and kept in the
+the tiling benchmark's :func:`pathomics_desktop.slides.bench.bench_slide` and kept in the
 cache folder), the real viewer widget runs offscreen (``QT_QPA_PLATFORM=offscreen``) and a
 scripted series of moves (default 200: wheel zooms by 2x about a random point and pans of
 20-100 % of the view, seeded) is played. For each move it records the time from the move
@@ -167,12 +167,12 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     from PySide6.QtWidgets import QApplication
 
-    from pathomics_desktop.slides.bench import _make_slide
+    from pathomics_desktop.slides.bench import bench_slide
     from pathomics_desktop.slides.viewport import fit_downsample
     from pathomics_desktop.ui.views.viewer import SlideViewerView
 
     cache = Path(args.cache or Path(tempfile.gettempdir()) / "pathomics-bench")
-    slide = Path(args.slide) if args.slide else _make_slide(cache, args.size, args.slide_mpp)
+    slide = Path(args.slide) if args.slide else bench_slide(cache, args.size, args.slide_mpp)
     vw, vh = (int(v) for v in args.view.lower().split("x"))
     app = QApplication.instance() or QApplication([])
     view = SlideViewerView(workers=args.workers)

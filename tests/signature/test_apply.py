@@ -127,7 +127,7 @@ def test_the_new_centers_shifted_predictions_raise_drift_warnings(applied):
     c = result["drift"]["C"]["features"]
     assert set(c) == set(signature["coefficients"]) | {"score"}
     drifting = [name for name, r in c.items() if r["drift"]]
-    assert drifting and all(any(f"center C" in w and f" {name} drifts" in w for w in result["warnings"])
+    assert drifting and all(any("center C" in w and f" {name} drifts" in w for w in result["warnings"])
                             for name in drifting)
     # the score itself moved: PSI and KS recomputed here from the stored training values
     score_ref = signature["drift_reference"]["columns"]["score"]

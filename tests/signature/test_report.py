@@ -344,3 +344,9 @@ def test_a_signature_without_its_scores_file_is_a_clear_error(reported, capsys, 
     assert main(["signature", "report", NAME, "--project", str(root)]) == 2
     err = capsys.readouterr().err
     assert f"signature {NAME!r} has no scores file" in err and "scores.parquet" in err
+
+
+def test_cli_default_bootstrap_is_the_report_default():
+    from pathomics_desktop.signature import report, report_cli
+
+    assert report_cli.DEFAULT_BOOT == report.DEFAULT_BOOT

@@ -13,16 +13,14 @@ import pytest
 from PySide6.QtCore import Qt, QTimer
 from PySide6.QtWidgets import QDialogButtonBox
 
+from tests.ui.helpers import shown_view
+
 
 @pytest.fixture
 def jobs_view(qtbot, demo_context):
     from pathomics_desktop.ui.views.jobs import JobsView
 
-    view = JobsView()
-    qtbot.addWidget(view)
-    view.resize(1000, 600)
-    view.show()
-    view.set_context(demo_context)
+    view = shown_view(qtbot, JobsView(), demo_context, (1000, 600))
     yield view
     view.timer.stop()
 

@@ -14,17 +14,14 @@ from pathomics_desktop.cohort.endpoints import Visit, derive_endpoints, summaris
 from pathomics_desktop.registry.models import AuditEvent, Patient
 from pathomics_desktop.registry.service import list_visits, set_lock
 from pathomics_desktop.ui.views.patient_form import PatientFormView
+from tests.ui.helpers import shown_view
 
 STUDY = "SYN-A-0005"  # alive at last follow-up in the demo cohort (checked below)
 
 
 @pytest.fixture
 def form(qtbot, demo_context):
-    view = PatientFormView()
-    qtbot.addWidget(view)
-    view.resize(1300, 800)
-    view.show()
-    view.set_context(demo_context)
+    view = shown_view(qtbot, PatientFormView(), demo_context, (1300, 800))
     return view
 
 

@@ -14,6 +14,7 @@ from pathomics_desktop.cohort.flow import patient_flow
 from pathomics_desktop.registry.models import Center, Pathology, Patient
 from pathomics_desktop.ui.models.patients import RAW_ROLE, PatientTableModel
 from pathomics_desktop.ui.views.patients import PatientsView
+from tests.ui.helpers import shown_view
 
 
 @pytest.fixture(autouse=True)
@@ -24,11 +25,7 @@ def private_settings(monkeypatch, tmp_path):
 
 @pytest.fixture
 def view(qtbot, demo_context):
-    view = PatientsView()
-    qtbot.addWidget(view)
-    view.resize(1200, 700)
-    view.show()
-    view.set_context(demo_context)
+    view = shown_view(qtbot, PatientsView(), demo_context, (1200, 700))
     qtbot.waitUntil(lambda: not view.busy() and view.model.total > 0, timeout=30000)
     return view
 

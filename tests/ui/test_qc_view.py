@@ -7,16 +7,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from tests.ui.helpers import shown_view
+
 
 @pytest.fixture
 def qc_view(qtbot, demo_context):
     from pathomics_desktop.ui.views.qc import QCQueueView
 
-    view = QCQueueView()
-    qtbot.addWidget(view)
-    view.resize(1000, 620)
-    view.show()
-    view.set_context(demo_context)
+    view = shown_view(qtbot, QCQueueView(), demo_context, (1000, 620))
     qtbot.waitUntil(lambda: len(view.model.rows) == 4, timeout=10000)
     return view
 

@@ -234,6 +234,17 @@ def test_navigation_requests_switch_views(qtbot, small_project):
     assert window.current_view() is window.view("study")
 
 
+def test_a_remembered_window_too_small_to_use_opens_at_the_default_size(qtbot):
+    first = make_window(qtbot)
+    first.resize(500, 300)  # e.g. left by a window manager that shrank it
+    first.close()
+    second = make_window(qtbot)
+    screen = second.screen().availableGeometry()  # the offscreen screen: 800 x 800
+    assert (second.width(), second.height()) == (min(1280, int(screen.width() * 0.9)),
+                                                 min(800, int(screen.height() * 0.9))) == (720, 720)
+    second.close()
+
+
 def test_geometry_splitters_columns_and_dark_mode_are_remembered(qtbot, small_project):
     from pathomics_desktop.ui.theme import dark_palette
 

@@ -11,16 +11,14 @@ from PySide6.QtCore import Qt
 from PySide6.QtGui import QPixmap
 from PySide6.QtWidgets import QDialogButtonBox
 
+from tests.ui.helpers import shown_view
+
 
 @pytest.fixture
 def slides_view(qtbot, demo_context):
     from pathomics_desktop.ui.views.slides import SlideCatalogView
 
-    view = SlideCatalogView()
-    qtbot.addWidget(view)
-    view.resize(1000, 600)
-    view.show()
-    view.set_context(demo_context)
+    view = shown_view(qtbot, SlideCatalogView(), demo_context, (1000, 600))
     qtbot.waitUntil(lambda: len(view.model.rows) == 4, timeout=10000)
     return view
 

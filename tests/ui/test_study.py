@@ -9,6 +9,7 @@ from pathomics_desktop.cohort.flow import CenterFlow, Flow, patient_flow
 from pathomics_desktop.cohort.study_overview import flow_diagram
 from pathomics_desktop.cohort.table import EXCLUSION_REASONS, build_rows
 from pathomics_desktop.registry.codebook import Codebook
+from tests.ui.helpers import shown_view
 
 TIMEOUT_MS = 120000
 
@@ -16,11 +17,7 @@ TIMEOUT_MS = 120000
 def loaded_view(qtbot, ctx):
     from pathomics_desktop.ui.views.study import StudySetupView
 
-    view = StudySetupView()
-    qtbot.addWidget(view)
-    view.resize(1200, 800)
-    view.show()
-    view.set_context(ctx)
+    view = shown_view(qtbot, StudySetupView(), ctx, (1200, 800))
     qtbot.waitUntil(lambda: view.overview is not None and not view.busy(), timeout=TIMEOUT_MS)
     return view
 

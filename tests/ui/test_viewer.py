@@ -10,6 +10,7 @@ import threading
 import numpy as np
 import pytest
 
+from tests.ui.helpers import shown_view
 
 
 @pytest.fixture(scope="module")
@@ -204,11 +205,7 @@ def predicted_slide(demo_project):
 def context_viewer(qtbot, demo_context):
     from pathomics_desktop.ui.views.viewer import SlideViewerView
 
-    view = SlideViewerView()
-    qtbot.addWidget(view)
-    view.resize(1100, 760)
-    view.show()
-    view.set_context(demo_context)
+    view = shown_view(qtbot, SlideViewerView(), demo_context, (1100, 760))
     qtbot.waitUntil(lambda: not view.busy(), timeout=15000)
     yield view
     view.close_slide()
@@ -365,16 +362,51 @@ def test_mpp_override_from_the_registry_sets_the_scale_bar(qtbot, context_viewer
     assert snap["scale_bar_um"] == pytest.approx(snap["scale_bar_px"] * 0.3 * snap["downsample"], rel=1e-5)
 
 
-def test_prepare_screenshot_shows_the_first_slide_with_roi_and_heatmap(qtbot, context_viewer):
+def test_prepare_screenshot_shows_a_tiled_slide_with_roi_and_heatmap_and_writes_nothing(qtbot, context_viewer):
+    from pathomics_desktop.jobs.core import JobContext
+    from pathomics_desktop.slides.jobs import tile_index_path, tiling_job
+
     view = context_viewer
+    project = view.ctx.project
+    tiling_job(project, {"slide_ids": [2], "tile_size": 128}, JobContext())
+    audit_before = _audit_count(view.ctx.registry)
     view.prepare_screenshot()
     qtbot.waitUntil(lambda: view.slide is not None and not view.busy(), timeout=60000)
     snap = view.snapshot()
-    # the demo template has no predictions: slide 1 is tiled and its tissue fraction shown
-    assert snap["slide_id"] == 1 and snap["n_tiles"] > 0
+    # no predictions in the demo template: the first slide with a tile index (2) and its
+    # tissue fraction are shown; slide 1 is not tiled for the picture, nothing is written
+    assert snap["slide_id"] == 2 and snap["n_tiles"] > 0
+    assert not tile_index_path(project, 1).exists() and _audit_count(view.ctx.registry) == audit_before
     assert snap["overlays"]["roi"]["visible"] and snap["overlays"]["probability"]["visible"]
     assert snap["overlays"]["probability"]["source"] == "tissue"
     assert snap["heatmap"]["label"] == "tissue fraction (no predictions yet)"
     assert snap["heatmap"]["cells"] == snap["n_tiles"]
     assert snap["tiles_ready"] and snap["tiles_visible"] > 0
     json.dumps(snap)
+
+
+def _audit_count(registry) -> int:
+    from sqlalchemy import func, select
+
+    from pathomics_desktop.registry.models import AuditEvent
+
+    with registry.session() as session:
+        return session.scalar(select(func.count()).select_from(AuditEvent))
+
+
+def test_refresh_reloads_the_open_slide_and_keeps_the_view(qtbot, context_viewer, predicted_slide):
+    import shutil
+
+    view = context_viewer
+    shutil.rmtree(view.ctx.project.root / "predictions")
+    view.show_slide(1)
+    qtbot.waitUntil(lambda: view.slide is not None and not view.busy(), timeout=15000)
+    assert view.slide.predictions == {}
+    view.canvas.set_view((700.0, 600.0), 1.5)
+    folder = view.ctx.project.root / "predictions" / "later"
+    folder.mkdir(parents=True)
+    predicted_slide["preds"].to_parquet(folder / "1.parquet", index=False)
+    view.refresh()
+    qtbot.waitUntil(lambda: not view.busy() and "later" in view.slide.predictions, timeout=15000)
+    assert view.canvas.center() == pytest.approx((700.0, 600.0), abs=2 * 1.5)
+    assert view.canvas.downsample() == pytest.approx(1.5)

@@ -5,18 +5,21 @@ from __future__ import annotations
 
 from typing import Any
 
-from PySide6.QtCore import QAbstractTableModel, QModelIndex, Qt
+from PySide6.QtCore import Qt
 from PySide6.QtGui import QFont
+
+from pathomics_desktop.ui.models.base import RowTableModel
 
 COLUMNS = (("name", "Name"), ("label", "Label"), ("type", "Type"), ("unit", "Unit"),
            ("codes", "Codes (accepted labels)"), ("limits", "Hard limits"), ("soft_limits", "Soft limits"),
            ("required", "Required"), ("identifier", "Identifier"), ("origin", "Origin"))
 
 
-class CodebookModel(QAbstractTableModel):
+class CodebookModel(RowTableModel):
+    COLUMNS = COLUMNS
+
     def __init__(self, parent=None):
         super().__init__(parent)
-        self.rows: list[dict[str, Any]] = []
         self._bold = QFont()
         self._bold.setBold(True)
 
@@ -25,22 +28,11 @@ class CodebookModel(QAbstractTableModel):
         self.rows = list(rows)
         self.endResetModel()
 
-    def rowCount(self, parent=QModelIndex()) -> int:  # noqa: N802 (Qt API)
-        return 0 if parent.isValid() else len(self.rows)
-
-    def columnCount(self, parent=QModelIndex()) -> int:  # noqa: N802 (Qt API)
-        return 0 if parent.isValid() else len(COLUMNS)
-
-    def headerData(self, section, orientation, role=Qt.DisplayRole):  # noqa: N802 (Qt API)
-        if role == Qt.DisplayRole and orientation == Qt.Horizontal:
-            return COLUMNS[section][1]
-        return None
-
     def data(self, index, role=Qt.DisplayRole):
         if not index.isValid():
             return None
         row = self.rows[index.row()]
-        key = COLUMNS[index.column()][0]
+        key = self.column_key(index.column())
         value = row[key]
         if role in (Qt.DisplayRole, Qt.ToolTipRole):
             if isinstance(value, bool):

@@ -10,7 +10,7 @@ from PySide6.QtGui import QBrush, QColor
 from PySide6.QtWidgets import QApplication, QStyle, QStyledItemDelegate, QStyleOptionProgressBar
 
 from pathomics_desktop.jobs.listing import estimate_remaining, format_duration
-from pathomics_desktop.ui.models.slides import RowTableModel
+from pathomics_desktop.ui.models.base import RowTableModel
 
 STATUS_COLOURS = {"queued": "#e7f1ff", "running": "#fff3cd", "done": "#d1e7dd", "failed": "#f8d7da",
                   "cancelled": "#e2e3e5"}

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from PySide6.QtCore import QAbstractTableModel, QModelIndex, QSize, Qt
+from PySide6.QtCore import QSize, Qt
 from PySide6.QtGui import QBrush, QColor, QImage, QPixmap
 from PySide6.QtWidgets import QApplication, QStyle
+
+from pathomics_desktop.ui.models.base import RowTableModel
 
 THUMB_SIZE = 64
 #: QC status -> background colour of the status cell
@@ -36,27 +38,6 @@ def load_slide_rows(registry, project, thumb_size: int = THUMB_SIZE) -> dict[str
 def warning_pixmap(size: int = 16) -> QPixmap:
     """The style's warning icon as a small pixmap (a pixmap decoration keeps its size)."""
     return QApplication.style().standardIcon(QStyle.SP_MessageBoxWarning).pixmap(size, size)
-
-
-class RowTableModel(QAbstractTableModel):
-    """A flat table over ``self.rows`` (plain row objects) with the headers ``COLUMNS``."""
-
-    COLUMNS: tuple[str, ...] = ()
-
-    def __init__(self, parent=None):
-        super().__init__(parent)
-        self.rows: list = []
-
-    def rowCount(self, parent=QModelIndex()) -> int:  # noqa: N802 (Qt API)
-        return 0 if parent.isValid() else len(self.rows)
-
-    def columnCount(self, parent=QModelIndex()) -> int:  # noqa: N802
-        return 0 if parent.isValid() else len(self.COLUMNS)
-
-    def headerData(self, section, orientation, role=Qt.DisplayRole):  # noqa: N802
-        if orientation == Qt.Horizontal and role == Qt.DisplayRole:
-            return self.COLUMNS[section]
-        return None
 
 
 class SlideTableModel(RowTableModel):

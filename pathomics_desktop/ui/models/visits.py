@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from PySide6.QtCore import QAbstractTableModel, QModelIndex, Qt
+from PySide6.QtCore import Qt
 from PySide6.QtGui import QColor
 
+from pathomics_desktop.ui.models.base import RowTableModel
 from pathomics_desktop.ui.models.patients import display_text
 
 COLUMNS = [("visit_date", "Date"), ("vital_status", "Status"), ("recurrence", "Recurrence"),
@@ -15,44 +16,31 @@ COLUMNS = [("visit_date", "Date"), ("vital_status", "Status"), ("recurrence", "R
 SOURCE_LABELS = {"summary": "summary", "visit": "visit"}
 
 
-class VisitTableModel(QAbstractTableModel):
+class VisitTableModel(RowTableModel):
     """Rows: :func:`pathomics_desktop.registry.service.visit_values` dicts, newest first."""
 
-    def __init__(self):
-        super().__init__()
-        self._visits: list[dict[str, Any]] = []
+    COLUMNS = tuple(COLUMNS)
 
     def set_visits(self, visits: list[dict[str, Any]]) -> None:
         self.beginResetModel()
-        self._visits = sorted(visits, key=lambda v: (v.get("visit_date") is None, v.get("visit_date")),
-                              reverse=True)
+        self.rows = sorted(visits, key=lambda v: (v.get("visit_date") is None, v.get("visit_date")),
+                           reverse=True)
         self.endResetModel()
 
     def visit(self, row: int) -> dict[str, Any]:
-        return self._visits[row]
+        return self.rows[row]
 
     def row_of(self, visit_date) -> int:
-        for row, v in enumerate(self._visits):
+        for row, v in enumerate(self.rows):
             if v.get("source") == "visit" and v.get("visit_date") == visit_date:
                 return row
         return -1
 
-    def rowCount(self, parent=QModelIndex()) -> int:  # noqa: N802 (Qt API)
-        return 0 if parent.isValid() else len(self._visits)
-
-    def columnCount(self, parent=QModelIndex()) -> int:  # noqa: N802
-        return 0 if parent.isValid() else len(COLUMNS)
-
-    def headerData(self, section, orientation, role=Qt.DisplayRole):  # noqa: N802
-        if role == Qt.DisplayRole and orientation == Qt.Horizontal:
-            return COLUMNS[section][1]
-        return None
-
     def data(self, index, role=Qt.DisplayRole):
         if not index.isValid():
             return None
-        visit = self._visits[index.row()]
-        key = COLUMNS[index.column()][0]
+        visit = self.rows[index.row()]
+        key = self.column_key(index.column())
         if role == Qt.DisplayRole:
             if key == "source":
                 return SOURCE_LABELS.get(visit.get("source"), visit.get("source"))

@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 import time
 
-from PySide6.QtCore import QPointF, QRectF, Qt, Signal
+from PySide6.QtCore import QPointF, QRectF, Qt, QTimer, Signal
 from PySide6.QtGui import QColor, QFont, QPainter, QPen, QTransform
 from PySide6.QtWidgets import QGraphicsScene, QGraphicsView
 
@@ -34,6 +34,8 @@ WHEEL_STEP = 2 ** 0.5
 #: the most a view may zoom in: 4 screen pixels per level-0 pixel
 MIN_DOWNSAMPLE = 0.25
 BACKGROUND = QColor(236, 236, 236)
+#: while tiles keep arriving, repaint at most this often (ms)
+REPAINT_MS = 30
 
 
 class SlideGraphicsView(QGraphicsView):
@@ -59,6 +61,10 @@ class SlideGraphicsView(QGraphicsView):
         self.loader = None
         self.grid = None
         self.mpp: float | None = None
+        self._repaint_timer = QTimer(self)
+        self._repaint_timer.setSingleShot(True)
+        self._repaint_timer.setInterval(REPAINT_MS)
+        self._repaint_timer.timeout.connect(self.viewport().update)
         self._press = None
         self._fitted = False
         #: facts about the last paint: level, visible tiles, drawn at the right level, time
@@ -174,7 +180,13 @@ class SlideGraphicsView(QGraphicsView):
         self.viewport_changed.emit()
 
     def _tile_arrived(self, key) -> None:
-        self.viewport().update()
+        """Repaint when the last wanted tile has come, else at most every ``REPAINT_MS``
+        (one paint per arriving tile would cost more than the reads)."""
+        if self.loader is not None and self.loader.pending() == 0:
+            self._repaint_timer.stop()
+            self.viewport().update()
+        elif not self._repaint_timer.isActive():
+            self._repaint_timer.start()
 
     def is_complete(self) -> bool:
         """Whether the last paint drew every visible tile at the right level for the

@@ -27,14 +27,16 @@ Key = tuple[int, int, int, int]  # (level, col, row, scale): decoded at 1/scale
 
 
 def rgb_to_qimage(rgb: np.ndarray) -> QImage:
-    """A QImage owning a copy of an (h, w, 3) uint8 RGB array."""
+    """A QImage owning a copy of an (h, w, 3) uint8 RGB array, in the 32-bit format the
+    raster paint engine draws without converting (the conversion is done here, in the
+    worker, once, rather than at every paint)."""
     rgb = np.ascontiguousarray(rgb, dtype=np.uint8)
     h, w = rgb.shape[:2]
-    return QImage(rgb.data, w, h, 3 * w, QImage.Format.Format_RGB888).copy()
+    return QImage(rgb.data, w, h, 3 * w, QImage.Format.Format_RGB888).convertToFormat(QImage.Format.Format_RGB32)
 
 
 class TileLoader(QObject):
-    """Worker threads + per-level LRU cache of viewer tiles of one slide."""
+    """Worker threads + per-level LRU cache (a byte budget per level) of viewer tiles of one slide."""
 
     #: a tile arrived in the cache (level, col, row)
     tile_ready = Signal(object)
@@ -42,13 +44,16 @@ class TileLoader(QObject):
     tile_failed = Signal(object, str)
     _delivered = Signal(object, object, str)  # key, QImage | None, error message
 
-    def __init__(self, reader, *, workers: int = 2, capacity_per_level: int = 256, synchronous: bool = False,
+    def __init__(self, reader, *, workers: int = 2, budget_mb_per_level: float = 96.0, synchronous: bool = False,
                  parent: QObject | None = None):
         super().__init__(parent)
         self.reader = reader
         self.grid = reader.grid
         self.synchronous = synchronous
-        self.capacity = max(16, int(capacity_per_level))
+        #: bytes of decoded tiles kept per level (the tiles of the current view are never evicted)
+        self.budget = int(budget_mb_per_level * 1024 * 1024)
+        self._bytes = {lv: 0 for lv in range(self.grid.levels)}
+        self._protected: set[tuple[int, int, int]] = set()
         self.top_level = self.grid.levels - 1
         self._cache: dict[int, OrderedDict[tuple[int, int], tuple[int, QImage]]] = {lv: OrderedDict() for lv in range(self.grid.levels)}
         self._cond = threading.Condition()
@@ -104,6 +109,7 @@ class TileLoader(QObject):
         tiles that are no longer wanted."""
         if self.synchronous:
             return
+        self._protected = {k[:3] for k in keys}
         want = [k for k in dict.fromkeys(keys) if not self.has(k) and k not in self.failed]
         with self._cond:
             fresh = [k for k in want if k not in self._inflight]
@@ -141,15 +147,25 @@ class TileLoader(QObject):
         self.tile_ready.emit(key)
 
     def _store(self, key: Key, img: QImage) -> None:
+        """Cache a tile (the finer decode wins); evict the least recently used tiles of the
+        level beyond its byte budget, except the coarsest level and the wanted tiles."""
         level, col, row, scale = key
         cache = self._cache[level]
         old = cache.get((col, row))
-        if old is None or old[0] >= scale:  # keep the finer decode
+        if old is None or old[0] >= scale:
+            if old is not None:
+                self._bytes[level] -= old[1].sizeInBytes()
             cache[(col, row)] = (scale, img)
+            self._bytes[level] += img.sizeInBytes()
         cache.move_to_end((col, row))
-        if level != self.top_level:  # the coarsest level stays: the fallback of every view
-            while len(cache) > self.capacity:
-                cache.popitem(last=False)
+        if level == self.top_level or self._bytes[level] <= self.budget:
+            return
+        for cr in list(cache):
+            if self._bytes[level] <= self.budget:
+                break
+            if (level, *cr) in self._protected:
+                continue
+            self._bytes[level] -= cache.pop(cr)[1].sizeInBytes()
 
     def close(self) -> None:
         """Stop the workers (after their current tile) and close the reader."""

@@ -22,7 +22,6 @@ import numpy as np
 from PySide6.QtCore import Qt, Signal, Slot
 from PySide6.QtGui import QImage, QPixmap, QUndoCommand
 from PySide6.QtWidgets import (
-    QCheckBox,
     QComboBox,
     QFileDialog,
     QGridLayout,
@@ -93,11 +92,14 @@ class OverlayControl(QGroupBox):
         self.opacity.setRange(0, 100)
         self.opacity.setValue(opacity)
         self.opacity_label = QLabel(f"{opacity} %")
+        self.opacity_label.setMinimumWidth(40)
         self.opacity.valueChanged.connect(lambda v: self.opacity_label.setText(f"{v} %"))
         grid.addWidget(QLabel("Opacity"), 0, 0)
         grid.addWidget(self.opacity, 0, 1)
         grid.addWidget(self.opacity_label, 0, 2)
         self.source = QComboBox()
+        self.source.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.source.setMinimumContentsLength(12)
         self.source_label = QLabel("Source")
         grid.addWidget(self.source_label, 1, 0)
         grid.addWidget(self.source, 1, 1, 1, 2)
@@ -259,12 +261,13 @@ class SlideViewerView(View):
             sl.addWidget(control)
         sl.addWidget(tile_box)
         sl.addStretch(1)
+        side.setMaximumWidth(330)
         scroll = QScrollArea()
         scroll.setWidget(side)
         scroll.setWidgetResizable(True)
         scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-        scroll.setMinimumWidth(320)
-        scroll.setMaximumWidth(360)
+        scroll.setMinimumWidth(350)
+        scroll.setMaximumWidth(350)
         splitter = QSplitter()
         splitter.addWidget(self.canvas)
         splitter.addWidget(scroll)
@@ -322,10 +325,16 @@ class SlideViewerView(View):
         self.ctx.run(fn, *args, on_done=relay_done, on_error=relay_failed)
 
     def refresh(self) -> None:
+        """Re-list the slides; an open slide is reloaded (new tiles, predictions, ROI) and
+        keeps its view."""
         if self.ctx is None:
             return
         from pathomics_desktop.slides.overlays import viewer_slide_list
 
+        if self.slide is not None and self.slide.slide_id is not None and self._after_open is None:
+            keep = (self.canvas.center(), self.canvas.downsample())
+            self._after_open = lambda: self.canvas.set_view(*keep)
+            self.show_slide(self.slide.slide_id)
         self._run("Slide list", viewer_slide_list, self.ctx.project, self.ctx.registry, on_done=self._slides_listed)
 
     def _slides_listed(self, slides: list[dict]) -> None:
@@ -455,6 +464,7 @@ class SlideViewerView(View):
         colormap = control.colormap.currentText()
         if name == "probability" and source is not None:
             grid = self.slide.tissue_grid() if source == TISSUE_SOURCE else self.slide.probability_grid(source)
+            control.setTitle("Heatmap: tissue fraction" if source == TISSUE_SOURCE else "Heatmap: patch probability")
             self.layers[name] = HeatmapLayer(grid, colormap)
             control.note.setText(grid.label + ("; patch predictions appear after `pathomics infer`"
                                                if source == TISSUE_SOURCE else ""))
@@ -710,9 +720,9 @@ class SlideViewerView(View):
         return super().busy() or self._loading > 0 or not self.tiles_ready()
 
     def prepare_screenshot(self) -> None:
-        """The first slide with predictions (else the first slide, tiled first if it has no
-        tile index), with its ROI and the probability heatmap (tissue fraction when there
-        are no predictions yet) and the tile grid when there is no heatmap."""
+        """The first slide with predictions (else one with a tile index, else the first), with
+        its ROI and the probability heatmap (tissue fraction when there are no predictions
+        yet) and the tile grid when there is no heatmap; nothing is written to the project."""
         if self.ctx is None:
             return
         from pathomics_desktop.slides.overlays import screenshot_slide
