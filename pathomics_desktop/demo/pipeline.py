@@ -97,7 +97,7 @@ def run_headless_pipeline(root: Path, *, slides: bool = True, slide_size: int = 
         export_cohort_files(project)  # again, now with the applied scores and risk groups
     sections += ["", f"Output: {reports}",
                  "  flow.txt / flow.json, cohort.parquet / cohort.csv, survival_by_set.txt"
-                 + (", model_comparison.txt, signature.txt" if slides else ""),
+                 + (", model_comparison.txt, signature.txt, analysis_plan/report.txt|json" if slides else ""),
                  f"Open it in the desktop app with: .venv/bin/pathomics-desktop {project.root}"]
     return "\n".join(sections)
 
@@ -147,6 +147,7 @@ def run_slide_pipeline(project, *, slide_size: int = 1024) -> str:
     (reports / "model_comparison.txt").write_text(comparison + "\n", encoding="utf-8")
     signatures = [signature_text(project, registry_endpoint) for registry_endpoint in ("os", "rfs")]
     (reports / "signature.txt").write_text("\n\n".join(signatures) + "\n", encoding="utf-8")
+    analysis_plan_report(project)
     return ("Patch model (tiny CrossFormer, synthetic slides):\n" + comparison + "\n\nPathomics signatures:\n"
             + "\n\n".join(signatures))
 
@@ -156,13 +157,11 @@ def signature_text(project, endpoint: str) -> str:
     (job: the scores go to the registry) and format both summaries. A signature already
     fitted on the demo run is kept (a second run skips what is done) and applied again,
     which writes nothing when the scores are unchanged. Raises :class:`DemoStepFailed`."""
-    from pathomics_desktop.jobs.core import register_job_type
     from pathomics_desktop.registry.service import open_project_registry
     from pathomics_desktop.signature.cli import APPLY_JOB, format_apply
     from pathomics_desktop.signature.evaluation import SignatureSummary
     from pathomics_desktop.signature.fit import load_signature, signature_paths
 
-    register_job_type(APPLY_JOB, "pathomics_desktop.signature.apply:signature_apply_job")
     name = f"demo_{endpoint}"
     label = endpoint.upper()
     registry = open_project_registry(project)
@@ -180,6 +179,17 @@ def signature_text(project, endpoint: str) -> str:
         registry.dispose()
     return (SignatureSummary.from_signature(load_signature(project, name)).summary() + "\n"
             + format_apply(applied.result))
+
+
+def analysis_plan_report(project) -> Path:
+    """``reports/analysis_plan/report.{json,txt}``: the study's analysis plan on the demo's
+    OS and RFS signatures (:func:`pathomics_desktop.signature.report.signature_report`)."""
+    from pathomics_desktop.signature.report import signature_report, write_report
+
+    print("  signature report (the study's analysis plan)", file=sys.stderr)
+    out = project.folder("reports") / "analysis_plan"
+    write_report(signature_report(project, ["demo_os", "demo_rfs"]), out)
+    return out
 
 
 def _fmt(value) -> str:

@@ -8,14 +8,12 @@ import sys
 
 from pathomics_desktop.registry.cli import add_project_option, opened_registry
 
-APPLY_JOB = "signature-apply"
+APPLY_JOB = "signature-apply"  # registered in jobs.core like every job type
 
 
 def register(sub) -> None:
     from pathomics_desktop.cli import command_group
-    from pathomics_desktop.jobs.core import register_job_type
 
-    register_job_type(APPLY_JOB, "pathomics_desktop.signature.apply:signature_apply_job")
     ssub = command_group(sub, "signature", "pathomics signature: features, LASSO-Cox score, X-tile risk cut")
     p = ssub.add_parser("fit", help="patient features from a model run's predictions, three-tier selection, "
                                     "LASSO-Cox score and a frozen X-tile cut (a job; every fit is a kept version)")

@@ -149,3 +149,20 @@ def test_double_click_opens_the_viewer_and_the_patient_column_the_patient(qtbot,
         with qtbot.waitSignal(signal, timeout=2000) as blocker:
             QTest.mouseDClick(table.viewport(), Qt.LeftButton, Qt.NoModifier, rect.center())
         assert blocker.args == [expected]
+
+
+@pytest.mark.parametrize("synthetic", [False, True])
+def test_an_empty_catalogue_says_how_to_add_slides(qtbot, tmp_path, synthetic):
+    from pathomics_desktop.registry.service import init_project, open_project_registry
+    from pathomics_desktop.ui.context import ProjectContext
+    from pathomics_desktop.ui.views.slides import DEMO_SLIDES_HINT, NO_SLIDES_HINT, SlideCatalogView
+
+    project = init_project(tmp_path / "empty", development_center="A", synthetic=synthetic)
+    ctx = ProjectContext(project, open_project_registry(project), user="tester")
+    try:
+        view = shown_view(qtbot, SlideCatalogView(), ctx, (1000, 600))
+        expected = NO_SLIDES_HINT + (DEMO_SLIDES_HINT if synthetic else "")
+        qtbot.waitUntil(lambda: view.counts_label.text() == expected, timeout=10000)
+        assert view.model.rowCount() == 0
+    finally:
+        ctx.close()

@@ -216,6 +216,10 @@ class SlideRowsView(View):
         """Show ``{"rows": [SlideRow], "images": {slide_id: QImage}}`` (override)."""
 
 
+NO_SLIDES_HINT = "No slides yet: Add slides... registers files or a folder"
+DEMO_SLIDES_HINT = "; on this SYNTHETIC demo, Jobs > New job > SYNTHETIC demo makes them and runs the whole road"
+
+
 class SlideCatalogView(SlideRowsView):
     view_id = "slides"
     title = "Slides"
@@ -283,14 +287,20 @@ class SlideCatalogView(SlideRowsView):
         selected = self.selected_slide_id()
         self.model.set_rows(result["rows"], result["images"])
         counts = count_by_status(result["rows"])
-        self.counts_label.setText(f"{len(result['rows'])} slides - "
-                                  + ", ".join(f"{n} {s}" for s, n in counts.items() if n))
+        if result["rows"]:
+            self.counts_label.setText(f"{len(result['rows'])} slides - "
+                                      + ", ".join(f"{n} {s}" for s, n in counts.items() if n))
+        else:
+            self.counts_label.setText(NO_SLIDES_HINT + (DEMO_SLIDES_HINT if self._synthetic() else ""))
         if selected is not None:
             self.select_slide(selected)
         elif self._select_first_pending and self.proxy.rowCount():
             self._select_first_pending = False
             self.table.setCurrentIndex(self.proxy.index(0, 0))
         self._update_buttons()
+
+    def _synthetic(self) -> bool:
+        return bool(self.ctx is not None and self.ctx.project.settings["project"].get("synthetic"))
 
     # -- selection and navigation ------------------------------------------------------------
     def selected_slide_id(self) -> int | None:
