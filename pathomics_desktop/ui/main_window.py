@@ -98,42 +98,12 @@ def describe_database(url: str) -> str:
 
 
 # -- views ---------------------------------------------------------------------------------
-class PlaceholderView(View):
-    """TEMPORARY stand-in for a view whose module has not landed yet (see
-    :func:`build_views`). The lead removes it, with the fallback, once every view exists."""
-
-    def __init__(self, view_id: str, title: str, target: str):
-        super().__init__()
-        self.view_id, self.title = view_id, title
-        label = QLabel(f"<h2>{title}</h2><p>This view is not available in this build yet "
-                       f"(<code>{target}</code>).</p>")
-        label.setAlignment(Qt.AlignCenter)
-        layout = QVBoxLayout(self)
-        layout.addWidget(label)
-
-    def snapshot(self) -> dict:
-        return {"view": self.view_id, "placeholder": True}
-
-
 def build_views() -> list[View]:
-    """One instance of every view in :data:`VIEWS`, in navigation order.
-
-    A view whose module raises on import fails loudly here. TEMPORARY: a view module that does
-    not exist *yet* gets a :class:`PlaceholderView`, so the shell runs while the views land in
-    parallel; remove this fallback when all of them are in (a missing module must then fail).
-    """
+    """One instance of every view in :data:`VIEWS`, in navigation order; a view module that
+    is missing or raises on import fails loudly here."""
     views: list[View] = []
     for view_id, title, target in VIEWS:
-        module_name = target.split(":")[0]
-        try:
-            cls = view_class(target)
-        except ModuleNotFoundError as exc:  # TEMPORARY fallback, see the docstring
-            if exc.name != module_name:
-                raise
-            print(f"warning: view {view_id!r} is missing ({module_name}); showing a placeholder",
-                  file=sys.stderr)
-            views.append(PlaceholderView(view_id, title, target))
-            continue
+        cls = view_class(target)
         view = cls()
         view.view_id = view.view_id or view_id
         view.title = view.title or title

@@ -407,3 +407,12 @@ def test_recent_projects_keep_order_and_drop_missing_folders(small_project, tmp_
     (other.root / "project.toml").unlink()
     assert recent_projects() == [str(small_project.root)]
     assert Path(recent_projects()[0]).is_dir()
+
+
+def test_a_missing_view_module_fails_loudly(qtbot, monkeypatch):
+    import pathomics_desktop.ui.main_window as main_window
+
+    monkeypatch.setattr(main_window, "VIEWS", [*main_window.VIEWS,
+                                               ("km", "Kaplan-Meier", "pathomics_desktop.ui.views.not_built:KMView")])
+    with pytest.raises(ModuleNotFoundError, match="pathomics_desktop.ui.views.not_built"):
+        main_window.build_views()
