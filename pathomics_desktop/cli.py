@@ -36,10 +36,12 @@ COMMAND_MODULES = (
 BENCHMARKS = {
     "import": "pathomics_desktop.registry.bench:main",
     "stats": "pathomics_desktop.stats.bench:main",
+    "lasso": "pathomics_desktop.stats.lasso_bench:main",
     "analytics": "pathomics_desktop.analytics.bench:main",
     "tiling": "pathomics_desktop.slides.bench:main",
     "inference": "pathomics_desktop.learning.bench:main",
     "viewer": "pathomics_desktop.ui.viewer_bench:main",  # needs Qt (offscreen is fine)
+    "views": "pathomics_desktop.figures.bench:main",
 }
 
 

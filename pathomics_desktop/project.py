@@ -32,7 +32,8 @@ DEFAULT_SETTINGS: dict[str, Any] = {
     "tiling": {"tile_size": 512, "target_mpp": 0.5, "tissue_threshold": 0.5},
     # QuPath classes to tile (glob, case-insensitive) and classes subtracted besides Ignore*
     # (same defaults as slides.roi.DEFAULT_ROI_CLASSES)
-    "slides": {"roi_classes": ["Tumor", "Tumour", "Region*"], "exclude_classes": []},
+    # ``roots``: the folders slides may be registered from (empty: anywhere; see limits.py)
+    "slides": {"roi_classes": ["Tumor", "Tumour", "Region*"], "exclude_classes": [], "roots": []},
     "study": {"split_seed": 20240101, "train_fraction": 0.7, "development_center": ""},
 }
 

@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session
 from pathomics_desktop.errors import UserError
 from pathomics_desktop.registry.models import AuditEvent, Audited, Patient, utcnow
 
-SKIPPED_FIELDS = {"updated_at", "created_at"}
+SKIPPED_FIELDS = {"updated_at", "created_at", "version"}
 
 
 def current_user() -> str:
@@ -132,6 +132,26 @@ def _patient_locked(session: Session, patient_id: int | None, cache: dict[int, b
                 locked = patient.locked
         cache[patient_id] = bool(locked)
     return cache[patient_id]
+
+
+@event.listens_for(Session, "before_flush")
+def _touch_changed_patients(session: Session, flush_context, instances) -> None:
+    """A change to any row of a patient's record touches the patient row, so that its
+    ``version`` (optimistic locking) counts every change of the record."""
+    touched: set[int] = set()  # id() of the patients touched
+    for obj in list(session.dirty) + list(session.deleted) + list(session.new):
+        if not isinstance(obj, Audited) or isinstance(obj, Patient):
+            continue
+        if obj in session.dirty and not session.is_modified(obj, include_collections=False):
+            continue
+        with session.no_autoflush:
+            pid = _record_patient_id(obj)
+            patient = session.get(Patient, pid) if pid is not None else getattr(obj, "patient", None)
+        if not isinstance(patient, Patient) or id(patient) in touched:
+            continue
+        touched.add(id(patient))
+        if patient not in session.new and patient not in session.deleted:
+            patient.updated_at = utcnow()
 
 
 @event.listens_for(Session, "before_flush")

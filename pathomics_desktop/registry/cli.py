@@ -58,11 +58,18 @@ def register(sub) -> None:
 
     p = sub.add_parser("export", help="export data")
     esub = p.add_subparsers(dest="what", required=True)
-    e = esub.add_parser("cohort", help="the analysis table, one row per patient")
-    e.add_argument("--out", required=True, help="CSV, XLSX or Parquet file (by extension)")
+    e = esub.add_parser("cohort", help="the analysis table, one row per patient (de-identified unless asked)")
+    e.add_argument("--out", required=True,
+                   help="CSV, XLSX, Parquet, SPSS .sav or Stata .dta file (by extension, or --format)")
+    e.add_argument("--format", choices=["csv", "xlsx", "parquet", "sav", "dta"],
+                   help="file format (default: from the extension of --out)")
     e.add_argument("--include-identifiers", action="store_true",
-                   help="add names, record numbers and birth dates (off by default)")
+                   help="add names, record numbers and birth dates (off by default; CSV, XLSX, Parquet only)")
     e.add_argument("--included-only", action="store_true")
+    e.add_argument("--shift-dates", action="store_true",
+                   help="move every date of a patient by the same random -180..+180 days (intervals kept; "
+                        "offsets not exported)")
+    e.add_argument("--seed", type=int, help="seed of --shift-dates (same seed, same offsets; default: random)")
     add_project_option(e)
     e.set_defaults(func=cmd_export_cohort)
 
@@ -123,7 +130,7 @@ def register(sub) -> None:
     add_project_option(p)
     p.set_defaults(func=cmd_audit)
 
-    p = sub.add_parser("db", help="registry schema: check, upgrade, downgrade")
+    p = sub.add_parser("db", help="registry database: check, upgrade, downgrade, backup, restore")
     dsub = p.add_subparsers(dest="action", required=True)
     for action in ("check", "upgrade", "downgrade"):
         d = dsub.add_parser(action)
@@ -133,6 +140,18 @@ def register(sub) -> None:
         d.add_argument("--json", action="store_true")
         add_project_option(d)
         d.set_defaults(func=cmd_db)
+    d = dsub.add_parser("backup", help="copy the registry now (SQLite online backup API; the "
+                                       "project's backups/ folder unless --out DIR)")
+    d.add_argument("--out", default=None, help="folder for the backup file")
+    d.add_argument("--json", action="store_true")
+    add_project_option(d)
+    d.set_defaults(func=cmd_db_backup)
+    d = dsub.add_parser("restore", help="replace the registry with a backup (the current one is "
+                                        "backed up first)")
+    d.add_argument("file", help="a backup file written by `pathomics db backup` or before a migration")
+    d.add_argument("--json", action="store_true")
+    add_project_option(d)
+    d.set_defaults(func=cmd_db_restore)
 
 
 # -- handlers ------------------------------------------------------------------------------
@@ -192,13 +211,29 @@ def cmd_import(args) -> int:
 
 
 def cmd_export_cohort(args) -> int:
+    """With identifiers: the registry's analysis table (service.export_cohort); otherwise the
+    de-identified snapshot export (reports.data_export: labelled SPSS/Stata, date shifting)."""
+    from pathomics_desktop.errors import UserError
+    from pathomics_desktop.reports.data_export import data_format, export_cohort_data
     from pathomics_desktop.registry.service import export_cohort
 
+    out, suffix = data_format(args.out, args.format)
+    if not args.include_identifiers:
+        from pathomics_desktop.project import open_project
+
+        result = export_cohort_data(open_project(args.project), out, fmt=args.format,
+                                    included_only=args.included_only, shift=args.shift_dates, seed=args.seed)
+        shifted = f"; dates shifted per patient ({len(result.shifted_columns)} date columns)" \
+            if args.shift_dates else ""
+        print(f"wrote {result.path} ({result.rows} patients, de-identified, snapshot "
+              f"{result.snapshot_id}{shifted})")
+        return 0
+    if suffix in (".sav", ".dta") or args.shift_dates or args.seed is not None:
+        raise UserError("--include-identifiers exports CSV, XLSX or Parquet as recorded; SPSS/Stata "
+                        "exports and --shift-dates are de-identified only")
     with opened_registry(args) as (_project, registry):
-        out = export_cohort(registry, args.out, include_identifiers=args.include_identifiers,
-                            included_only=args.included_only)
-    note = " (with identifiers)" if args.include_identifiers else ""
-    print(f"wrote {out}{note}")
+        written = export_cohort(registry, out, include_identifiers=True, included_only=args.included_only)
+    print(f"wrote {written} (with identifiers)")
     return 0
 
 
@@ -303,6 +338,32 @@ def cmd_audit(args) -> int:
                   else (r["new"] if r["action"] == "insert" else r["old"]))
         reason = f"  [{r['reason']}]" if r["reason"] else ""
         print(f"{r['at']}  {r['user']:<10} {r['action']:<6} {what}: {change}{reason}")
+    return 0
+
+
+def cmd_db_backup(args) -> int:
+    from pathlib import Path
+
+    from pathomics_desktop.project import open_project
+    from pathomics_desktop.registry import database
+
+    project = open_project(args.project)
+    folder = Path(args.out) if args.out else project.folder("backups")
+    saved = database.backup(project.database_url, folder, label="manual")
+    print(json.dumps({"backup": str(saved)}) if args.json else f"backup written: {saved}")
+    return 0
+
+
+def cmd_db_restore(args) -> int:
+    from pathlib import Path
+
+    from pathomics_desktop.project import open_project
+    from pathomics_desktop.registry import database
+
+    project = open_project(args.project)
+    saved = database.restore(project.database_url, Path(args.file), project.folder("backups"))
+    print(json.dumps({"restored": args.file, "previous_saved_as": str(saved)}) if args.json else
+          f"registry restored from {args.file}; the previous registry was saved as {saved}")
     return 0
 
 

@@ -1,6 +1,12 @@
 """Opening the registry database: engines, schema checks, migrations and backups.
 
-* SQLite (embedded default): foreign keys on, a busy timeout, WAL journal.
+* SQLite (embedded default): foreign keys on, a busy timeout, the write-ahead log
+  (``journal_mode=WAL``) with ``synchronous=FULL``, so a crash or a kill at any point leaves
+  the last committed transaction on disk and never a torn one; ``PRAGMA quick_check`` when
+  the file is opened (a damaged file is refused with the way back: ``pathomics db restore``);
+  the file (and its ``-wal``/``-shm`` companions) readable and writable by its owner only
+  (mode 0600). :func:`backup` uses SQLite's online backup API; :func:`restore` copies a
+  checked backup back through the same API, after a safety backup of the current file.
 * PostgreSQL (multi-user): ``postgresql://`` URLs go through psycopg 3.
 
 The schema is versioned by Alembic (``migrations/``). :func:`open_registry` refuses a
@@ -63,6 +69,8 @@ def make_engine(url: str) -> Engine:
             cur = dbapi_conn.cursor()
             cur.execute("PRAGMA foreign_keys=ON")
             cur.execute("PRAGMA busy_timeout=30000")
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=FULL")
             cur.close()
 
         return engine
@@ -114,10 +122,29 @@ def _check_sqlite_file(path: Path) -> None:
         try:
             con.execute("PRAGMA schema_version").fetchone()
             con.execute("SELECT name FROM sqlite_master LIMIT 1").fetchall()
+            problems = [r[0] for r in con.execute("PRAGMA quick_check(5)").fetchall()]
         finally:
             con.close()
     except sqlite3.DatabaseError as exc:
-        raise UserError(f"{path}: the registry database is corrupt ({exc})") from exc
+        raise UserError(f"{path}: the registry database is corrupt ({exc}); restore a backup with "
+                        "`pathomics db restore FILE` (backups are in the project's backups/ folder)") from exc
+    if problems != ["ok"]:
+        raise UserError(f"{path}: the registry database failed its integrity check "
+                        f"({'; '.join(problems[:3])}); restore a backup with `pathomics db restore FILE` "
+                        "(backups are in the project's backups/ folder)")
+
+
+def owner_only(path: Path) -> None:
+    """Make the registry file and its WAL companions readable by their owner only (0600)."""
+    import os
+    import stat
+
+    for candidate in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        try:
+            if candidate.exists() and stat.S_IMODE(candidate.stat().st_mode) != 0o600:
+                os.chmod(candidate, 0o600)
+        except PermissionError:  # not ours: leave it, the owner's setting stands
+            pass
 
 
 @dataclass
@@ -219,6 +246,8 @@ def open_registry(url: str, *, create: bool = False) -> Registry:
             engine.dispose()
             raise UserError(f"{_describe(url)}: the registry has no tables; run `pathomics init`")
         _run_alembic(engine, url, "upgrade", "head")
+        if path is not None:
+            owner_only(path)
     elif state.state == "foreign":
         engine.dispose()
         raise UserError(f"{_describe(url)}: not a Pathomics registry (it holds tables "
@@ -233,6 +262,8 @@ def open_registry(url: str, *, create: bool = False) -> Registry:
         raise SchemaOutdated(f"{_describe(url)}: the registry schema ({state.current}) is older than "
                              f"this program ({state.head}); run `pathomics db upgrade` "
                              "(a backup is taken first)")
+    if path is not None:
+        owner_only(path)
     return Registry(engine, url)
 
 
@@ -276,6 +307,7 @@ def backup(url: str, backup_dir: Path, label: str = "") -> Path:
         finally:
             dst.close()
             src.close()
+        owner_only(target)
         return target
     engine = make_engine(url)
     target = backup_dir / f"registry-{stamp}{('-' + label) if label else ''}.jsonl.gz"
@@ -287,6 +319,40 @@ def backup(url: str, backup_dir: Path, label: str = "") -> Path:
     finally:
         engine.dispose()
     return target
+
+
+def restore(url: str, source: Path, backup_dir: Path) -> Path:
+    """Replace the SQLite registry's content with the backup ``source``.
+
+    The backup must be an intact Pathomics registry whose schema this program knows; the
+    current file is backed up first (returned), then the backup is copied in through SQLite's
+    online backup API (one locked, all-or-nothing copy)."""
+    path = _sqlite_path(url)
+    if path is None:
+        raise UserError("`db restore` restores SQLite registries; restore a PostgreSQL server with "
+                        "its own tools (pg_restore) from the site's backups")
+    source = Path(source)
+    if not source.exists():
+        raise UserError(f"{source}: backup file not found")
+    _check_sqlite_file(source)
+    engine = make_engine(f"sqlite:///{source}")
+    try:
+        state = schema_state(engine)
+    finally:
+        engine.dispose()
+    if state.state not in ("current", "outdated"):
+        raise UserError(f"{source}: not a Pathomics registry backup this program can restore "
+                        f"(schema state: {state.state})")
+    saved = backup(url, backup_dir, label="before-restore")
+    src = sqlite3.connect(f"file:{source}?mode=ro", uri=True)
+    dst = sqlite3.connect(path, timeout=30)
+    try:
+        src.backup(dst)
+    finally:
+        dst.close()
+        src.close()
+    owner_only(path)
+    return saved
 
 
 def upgrade(url: str, *, revision: str = "head", backup_dir: Path | None = None) -> Path | None:

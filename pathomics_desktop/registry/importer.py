@@ -32,6 +32,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from pathomics_desktop.cohort.endpoints import Visit, check_consistency, summarise
 from pathomics_desktop.errors import UserError
+from pathomics_desktop.limits import MAX_SPREADSHEET_BYTES, check_file_size, check_xlsx_expansion
 from pathomics_desktop.registry.codebook import CellError, Codebook, Variable
 from pathomics_desktop.registry.models import FollowUpVisit, Patient
 from pathomics_desktop.registry.records import (
@@ -208,10 +209,12 @@ def read_spreadsheet(path: str | Path) -> "pandas.DataFrame":  # noqa: F821
         raise UserError(f"{path}: not a spreadsheet (expected .csv, .tsv or .xlsx)")
     if path.stat().st_size == 0:
         raise UserError(f"{path}: the file is empty")
+    check_file_size(path, MAX_SPREADSHEET_BYTES, "spreadsheet")
     try:
         if suffix in (".xlsx", ".xlsm"):
             if not zipfile.is_zipfile(path):
                 raise UserError(f"{path}: not an Excel workbook (.xlsx is a zip archive)")
+            check_xlsx_expansion(path)
             frame = pd.read_excel(path, dtype=object, engine="openpyxl")
             frame = frame.map(_excel_cell)
         else:

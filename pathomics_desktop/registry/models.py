@@ -89,6 +89,8 @@ class Patient(Audited, Base):
     notes: Mapped[Optional[str]] = mapped_column(Text)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+    #: the record's version (optimistic locking): +1 on every change to the patient or its rows
+    version: Mapped[int] = mapped_column(Integer, nullable=False, default=1, server_default="1")
 
     center: Mapped[Center] = relationship(back_populates="patients")
     identifier: Mapped[Optional["PatientIdentifier"]] = relationship(
@@ -113,6 +115,7 @@ class Patient(Audited, Base):
     __table_args__ = (
         CheckConstraint("split is null or split in ('training', 'internal', 'external')", name="split"),
     )
+    __mapper_args__ = {"version_id_col": version}
 
 
 class PatientIdentifier(Audited, Base):

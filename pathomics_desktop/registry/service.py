@@ -62,6 +62,49 @@ class ReasonRequired(UserError):
     """A change to a locked patient record without a reason for the change."""
 
 
+class EditConflict(UserError):
+    """Another user changed the patient's record after this user loaded it (optimistic
+    locking on ``patients.version``): nothing was written.
+
+    ``fields``: per proposed value ``{"variable", "label", "base", "mine", "theirs",
+    "conflict"}`` -- ``base`` the value when the record was loaded (``None`` if not given),
+    ``theirs`` the value now in the registry, ``conflict`` whether the other change touched
+    this field (theirs differs from base; without a base, theirs differs from mine).
+    ``current_version`` is the version to save against once the user has decided."""
+
+    def __init__(self, study_id: str, loaded_version: int, current_version: int,
+                 fields: list[dict[str, Any]], changed_by: str | None, changed_at: str | None):
+        self.study_id, self.loaded_version, self.current_version = study_id, loaded_version, current_version
+        self.fields, self.changed_by, self.changed_at = fields, changed_by, changed_at
+        clashes = [f for f in fields if f["conflict"]]
+        who = f" by {changed_by}" + (f" at {changed_at}" if changed_at else "") if changed_by else ""
+        listed = "; ".join(f"{f['label']}: yours {f['mine']!r}, theirs {f['theirs']!r}" for f in clashes)
+        super().__init__(
+            f"patient {study_id} was changed{who} after you opened it (version {loaded_version} -> "
+            f"{current_version}); nothing was saved. "
+            + (f"Both of you changed: {listed}." if clashes else "They changed other fields than yours.")
+            + " Keep yours, take theirs, or merge field by field, then save again.")
+
+
+def _conflict(session, book: Codebook, patient: Patient, parsed: dict[str, Any],
+              base_values: dict[str, Any] | None, loaded_version: int) -> EditConflict:
+    from pathomics_desktop.registry.models import AuditEvent
+    from pathomics_desktop.registry.records import get_value
+
+    fields = []
+    for variable, mine in parsed.items():
+        theirs = get_value(patient, book[variable])
+        has_base = base_values is not None and variable in base_values
+        base = base_values.get(variable) if has_base else None
+        conflict = (theirs != base) if has_base else (theirs != mine)
+        fields.append({"variable": variable, "label": book[variable].label, "base": base, "mine": mine,
+                       "theirs": theirs, "conflict": bool(conflict and theirs != mine)})
+    last = session.scalars(select(AuditEvent).where(AuditEvent.patient_id == patient.id)
+                           .order_by(AuditEvent.id.desc()).limit(1)).first()
+    return EditConflict(patient.study_id, loaded_version, patient.version, fields,
+                        last.user if last else None, last.at.isoformat(timespec="seconds") if last else None)
+
+
 def _reason_for(note: str | None, reason: str | None) -> str | None:
     """The audit reason of one field: its soft-limit note and the reason for change."""
     parts = [p.strip() for p in (note, reason) if p and p.strip()]
@@ -101,15 +144,40 @@ def parse_edit(book: Codebook, study_id: str, variable: str, raw: Any) -> tuple[
 
 def edit_values(registry: Registry, study_id: str, values: dict[str, Any], *, user: str = "",
                 reason: str | None = None, notes: dict[str, str] | None = None,
-                require_notes: bool = False) -> dict[str, tuple[Any, Any]]:
+                require_notes: bool = False, expected_version: int | None = None,
+                base_values: dict[str, Any] | None = None) -> dict[str, tuple[Any, Any]]:
     """Change several values of one patient in ONE transaction; returns {variable: (old, new)}.
 
     Each value is validated by the codebook (:func:`parse_edit`); nothing is written when one
     fails. Every changed field gets its own audit row whose reason is the field's note
     (``notes[variable]``) joined with ``reason``. With ``require_notes`` a soft-limit warning
     without a note raises :class:`NoteRequired` (the GUI's rule; the CLI accepts the value and
-    prints nothing). A locked patient needs a ``reason`` (:class:`ReasonRequired`)."""
-    notes = notes or {}
+    prints nothing). A locked patient needs a ``reason`` (:class:`ReasonRequired`).
+
+    ``expected_version`` (the record's ``version`` when the user loaded it; the GUI always
+    passes it) makes the save refuse with :class:`EditConflict` if anyone changed the record
+    since, also when the other change commits between this read and this write (the UPDATE
+    is conditional on the version); ``base_values`` (the loaded values) tell which fields
+    both changed."""
+    from sqlalchemy.orm.exc import StaleDataError
+
+    try:
+        return _edit_values(registry, study_id, values, user=user, reason=reason, notes=notes or {},
+                            require_notes=require_notes, expected_version=expected_version,
+                            base_values=base_values)
+    except StaleDataError:
+        # the other save committed between our read and our write: report it the same way
+        with registry.session() as session:
+            book = Codebook.for_session(session)
+            parsed = {v: parse_edit(book, study_id, v, raw)[0] for v, raw in values.items()}
+            patient = get_patient(session, study_id)
+            raise _conflict(session, book, patient, parsed, base_values,
+                            expected_version if expected_version is not None else patient.version - 1) from None
+
+
+def _edit_values(registry: Registry, study_id: str, values: dict[str, Any], *, user: str, reason: str | None,
+                 notes: dict[str, str], require_notes: bool, expected_version: int | None,
+                 base_values: dict[str, Any] | None) -> dict[str, tuple[Any, Any]]:
     with registry.session(user=user, reason=reason) as session:
         book = Codebook.for_session(session)
         parsed: dict[str, Any] = {}
@@ -121,6 +189,8 @@ def edit_values(registry: Registry, study_id: str, values: dict[str, Any], *, us
         if require_notes:
             _require_notes(study_id, warnings, notes, {v: book[v].label for v in warnings})
         patient = get_patient(session, study_id)
+        if expected_version is not None and patient.version != expected_version:
+            raise _conflict(session, book, patient, parsed, base_values, expected_version)
         _require_reason_if_locked(patient, reason)
         from pathomics_desktop.registry.records import get_value
 
@@ -383,6 +453,7 @@ def load_patient_record(registry: Registry, study_id: str, *,
             raise UserError(f"patient {study_id!r} not found")
         return {
             "study_id": patient.study_id, "codebook": book, "locked": bool(patient.locked),
+            "version": int(patient.version),
             "complete": bool(patient.complete), "synthetic": bool(patient.synthetic),
             "center_role": patient.center.role if patient.center else None,
             "values": patient_values(patient, book, include_identifiers=include_identifiers),

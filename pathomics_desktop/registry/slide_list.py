@@ -161,3 +161,13 @@ def tissue_preview(registry, slide_id: int, *, size: int = PREVIEW_SIZE) -> Tiss
         handle.close()
     rgb = cv2.resize(np.ascontiguousarray(thumb), (mw, mh), interpolation=cv2.INTER_AREA)
     return TissuePreview(slide_id, rgb, result.mask, downsample, result.tissue_fraction, result.otsu_threshold)
+
+
+def first_slide_of_patient(registry, study_id: str) -> int | None:
+    """The id of the patient's first slide (by id) that is not excluded, else of any slide;
+    ``None`` when the patient has none (the analysis views' "open the slide")."""
+    with registry.session() as session:
+        rows = session.execute(select(Slide.id, Slide.qc_status).join(Patient, Slide.patient_id == Patient.id)
+                               .where(Patient.study_id == study_id).order_by(Slide.id)).all()
+    usable = [sid for sid, status in rows if status != "excluded"]
+    return (usable or [sid for sid, _ in rows] or [None])[0]

@@ -112,6 +112,7 @@ def _study_id_for(path: Path, mapping: dict[str, str] | None, pattern: re.Patter
 def add_slides(registry, project, paths: Iterable[str | Path], *, mapping: dict[str, str] | None = None,
                pattern: str | None = None, thumbnails: bool = True, ctx=None, user: str = "") -> AddReport:
     """Register slide files (see the module docstring); one transaction per slide."""
+    from pathomics_desktop.limits import confine_to_roots
     from pathomics_desktop.slides.reader import read_slide_metadata, sha256_file, write_thumbnail
 
     regex = None
@@ -130,6 +131,7 @@ def add_slides(registry, project, paths: Iterable[str | Path], *, mapping: dict[
             ctx.progress(index / max(len(files), 1), f"slide {path.name}")
         study_id = _study_id_for(path, mapping, regex)
         try:
+            confine_to_roots(path, project.settings["slides"].get("roots", []))
             if not path.is_file():
                 raise UserError(f"slide {path}: file not found")
             meta = read_slide_metadata(path)

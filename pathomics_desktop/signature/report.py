@@ -229,7 +229,8 @@ def derive_clinical_columns(cohort):
     frame["tnm_ordinal"] = frame["tnm_group"].map(rank).astype(float)
     frame["stage_2"] = frame["tnm_group"].map({"I": "I-II", "II": "I-II", "III": "III-IV", "IV": "III-IV"})
     for var in variables.values():
-        frame[var.column] = frame[var.column].astype(object).where(frame[var.column].notna(), None)
+        if var.column in frame:  # a snapshot without the variable (custom codebooks) keeps going
+            frame[var.column] = frame[var.column].astype(object).where(frame[var.column].notna(), None)
     return frame
 
 

@@ -24,6 +24,7 @@ from typing import Any, Iterable
 import numpy as np
 
 from pathomics_desktop.errors import UserError
+from pathomics_desktop.limits import MAX_GEOJSON_BYTES, check_file_size
 
 DEFAULT_ROI_CLASSES: tuple[str, ...] = ("Tumor", "Tumour", "Region*")
 IGNORE_CLASSES: tuple[str, ...] = ("Ignore*",)  # QuPath's class for areas to leave out
@@ -130,6 +131,7 @@ def load_rois(path: str | os.PathLike[str], *, slide_size: tuple[int, int] | Non
     """
     p = Path(path)
     try:
+        check_file_size(p, MAX_GEOJSON_BYTES, "GeoJSON file")
         text = p.read_text(encoding="utf-8-sig")
     except FileNotFoundError as exc:
         raise UserError(f"ROI file {p}: not found") from exc

@@ -36,10 +36,14 @@ class ProjectContext(QObject):
     request_view = Signal(str)
     request_patient = Signal(str)      # study id
     request_slide = Signal(int)        # slide id
+    #: open an analysis view in a given state: (view id, request dict for its apply_request)
+    request_analysis = Signal(str, dict)
     #: a message for the status bar
     status_message = Signal(str)
     #: a task failed: (title, user-facing message, traceback); the main window shows it
     task_failed = Signal(str, str, str)
+    #: the one cohort filter of the analysis views changed (the new CohortFilter)
+    cohort_filter_changed = Signal(object)
 
     def __init__(self, project, registry, *, user: str | None = None, parent: QObject | None = None):
         super().__init__(parent)
@@ -49,6 +53,17 @@ class ProjectContext(QObject):
         self.undo_stack = QUndoStack(self)
         self._latest: dict[str, FunctionWorker] = {}
         self._active: dict[FunctionWorker, _TaskRelay] = {}
+        from pathomics_desktop.analytics.cohort_filter import CohortFilter
+
+        self.cohort_filter = CohortFilter()
+
+    # -- the analysis views' shared cohort filter ---------------------------------------
+    def set_cohort_filter(self, cohort_filter) -> None:
+        """Replace the filter every analysis view reads (emits ``cohort_filter_changed``
+        when it differs)."""
+        if cohort_filter != self.cohort_filter:
+            self.cohort_filter = cohort_filter
+            self.cohort_filter_changed.emit(cohort_filter)
 
     # -- background tasks --------------------------------------------------------------
     def run(self, fn: Callable[..., Any], *args, on_done: Callable[[Any], None] | None = None,

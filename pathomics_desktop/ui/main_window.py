@@ -394,6 +394,7 @@ class MainWindow(QMainWindow):
         ctx.request_view.connect(self.show_view)
         ctx.request_patient.connect(self.show_patient)
         ctx.request_slide.connect(self.show_slide)
+        ctx.request_analysis.connect(self.show_analysis)
         ctx.status_message.connect(lambda m: self.statusBar().showMessage(m, 10000))
         ctx.task_failed.connect(self.report_task_failure)
         ctx.data_changed.connect(self._data_changed)
@@ -500,6 +501,13 @@ class MainWindow(QMainWindow):
         view = self.show_view("viewer")
         if hasattr(view, "show_slide"):
             view.show_slide(slide_id)
+
+    def show_analysis(self, view_id: str, request: dict) -> None:
+        """``ctx.request_analysis``: open an analysis view in a given state (a forest row
+        opens its KM): the view's ``apply_request(request)`` sets its choices."""
+        view = self.show_view(view_id)
+        if hasattr(view, "apply_request"):
+            view.apply_request(dict(request))
 
     def _data_changed(self, _what: str) -> None:
         current = self.current_view()

@@ -32,7 +32,7 @@ def test_upgrade_downgrade_upgrade_keeps_the_data(project, registry, tmp_path):
     registry.dispose()
     assert _state(url).current == database.head_revision()
 
-    database.downgrade(url, revision="-1", backup_dir=tmp_path / "bk")
+    database.downgrade(url, revision="0001", backup_dir=tmp_path / "bk")
     assert _state(url).state == "outdated"
     with pytest.raises(database.SchemaOutdated, match="pathomics db upgrade"):
         database.open_registry(url)
@@ -47,6 +47,7 @@ def test_upgrade_downgrade_upgrade_keeps_the_data(project, registry, tmp_path):
             # children survive the batch-mode table copy of `patients` (foreign keys intact)
             assert p.surgery is not None and p.pathology.t_stage == "T2" and len(p.labs) == 1
             assert p.notes is None  # the column was dropped by the downgrade and re-added
+            assert p.version == 1  # 0003 re-adds the record version at 1
     finally:
         reg.dispose()
 

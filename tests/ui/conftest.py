@@ -47,3 +47,42 @@ def demo_context(qtbot, demo_project):
     ctx = ProjectContext(demo_project, open_project_registry(demo_project), user="tester")
     yield ctx
     ctx.close()
+
+
+@pytest.fixture(scope="session")
+def scored_project_template(demo_project_template, tmp_path_factory):
+    """The demo project with SYNTHETIC OS and RFS scores and risk groups written to the
+    registry through the audited path, as `signature apply` writes them."""
+    from pathomics_desktop.analytics.snapshot import cohort_frame
+    from pathomics_desktop.figures.bench import synthetic_scores
+    from pathomics_desktop.project import Project
+    from pathomics_desktop.registry.service import open_project_registry
+    from pathomics_desktop.signature.apply import write_scores
+
+    root = tmp_path_factory.mktemp("ui-scored") / "demo"
+    shutil.copytree(demo_project_template, root)
+    project = Project.load(root)
+    scores, _cut = synthetic_scores(cohort_frame(root))
+    registry = open_project_registry(project)
+    try:
+        for endpoint in ("os", "rfs"):
+            write_scores(registry, scores, set(scores["study_id"]), endpoint,
+                         reason="SYNTHETIC test scores", user="tester")
+    finally:
+        registry.dispose()
+    return root
+
+
+@pytest.fixture
+def scored_context(qtbot, scored_project_template, tmp_path):
+    """A :class:`ProjectContext` on a private copy of the scored demo project."""
+    from pathomics_desktop.project import Project
+    from pathomics_desktop.registry.service import open_project_registry
+    from pathomics_desktop.ui.context import ProjectContext
+
+    root = tmp_path / "scored"
+    shutil.copytree(scored_project_template, root)
+    project = Project.load(root)
+    ctx = ProjectContext(project, open_project_registry(project), user="tester")
+    yield ctx
+    ctx.close()
