@@ -79,6 +79,27 @@ class CohortFilter:
         kept = tuple(c for c in self.categories if c[0] != column)
         return replace(self, categories=kept + ((column, tuple(str(v) for v in levels)),))
 
+    def with_subgroup(self, column: str, level: str) -> "CohortFilter":
+        """Narrow to one level of an analysis column, the study's derived columns included
+        (they exist only after :func:`derive_clinical_columns`, so they become conditions on
+        the snapshot's own columns): ``age_group`` and ``ca19_9_group`` -> ranges of age and
+        CA19-9 (the lower group strictly below the threshold), ``t_group`` T3-4 -> T stage T3
+        or T4, ``stage_2`` I-II / III-IV -> TNM stage groups."""
+        from pathomics_desktop.signature.report import AGE_THRESHOLD, CA19_9_THRESHOLD
+
+        level = str(level)
+        thresholds = {"age_group": ("age", AGE_THRESHOLD), "ca19_9_group": ("ca19_9", CA19_9_THRESHOLD)}
+        if column in thresholds:
+            source, cut = thresholds[column]
+            if level.startswith(">="):
+                return self.with_range(source, float(cut), None)
+            return self.with_range(source, None, math.nextafter(float(cut), -math.inf))
+        if column == "t_group":
+            return self.with_categories("t_stage", ["T3", "T4"] if level == "T3-4" else [level])
+        if column == "stage_2":
+            return self.with_categories("tnm_group", ["I", "II"] if level == "I-II" else ["III", "IV"])
+        return self.with_categories(column, [level])
+
     def without(self, column: str) -> "CohortFilter":
         return replace(self, ranges=tuple(r for r in self.ranges if r[0] != column),
                        categories=tuple(c for c in self.categories if c[0] != column))
@@ -100,7 +121,7 @@ class CohortFilter:
             elif low is not None:
                 parts.append(f"{column} >= {low:g}")
             elif high is not None:
-                parts.append(f"{column} <= {high:g}")
+                parts.append(f"{column} {_upper_bound_text(high)}")
             else:
                 parts.append(f"{column} recorded")
         for column, levels in self.categories:
@@ -123,6 +144,14 @@ class CohortFilter:
                                         for c, levels in data.get("categories", ())))
         except (TypeError, ValueError) as exc:
             raise UserError(f"not a cohort filter: {exc}") from None
+
+
+def _upper_bound_text(high: float) -> str:
+    """``<= 64`` for an inclusive bound; ``< 200`` for the float just below 200 (a strict bound)."""
+    above = math.nextafter(float(high), math.inf)
+    if above != float(high) and above == round(above, 6) and round(float(high), 6) == above:
+        return f"< {above:g}"
+    return f"<= {high:g}"
 
 
 @dataclass(frozen=True)

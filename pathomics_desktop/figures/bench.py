@@ -23,7 +23,17 @@ from pathlib import Path
 from typing import Any
 
 #: view id -> ("module:builder", params) for the bench; every analysis view is listed
-VIEW_BUILDERS: dict[str, tuple[str, dict[str, Any]]] = {}
+VIEW_BUILDERS: dict[str, tuple[str, dict[str, Any]]] = {
+    "km": ("pathomics_desktop.figures.km:build_km", {"endpoint": "os"}),
+    "cox": ("pathomics_desktop.figures.cox:build_cox",
+            {"endpoint": "os", "mode": "multivariate", "variables": ["pathomics_os_group", "n_stage", "ca19_9_group"]}),
+    "forest": ("pathomics_desktop.figures.forest:build_forest", {"endpoint": "os"}),
+    "roc": ("pathomics_desktop.figures.roc:build_td_roc", {"endpoint": "os"}),
+    # by adjuvant chemotherapy: the one-data-set filters of the sequence leave one data set
+    "table1": ("pathomics_desktop.figures.table1:build_table1", {"by": "adjuvant_chemotherapy"}),
+    # the cutpoint search on the filter's patients (bootstrap off, as the view opens)
+    "cutpoint": ("pathomics_desktop.figures.cutpoint:build_cutpoint", {"endpoint": "os", "data_set": "all"}),
+}
 
 LINE = "{view:<10} median {med:8.1f} ms | p95 {p95:8.1f} ms | baseline (pandas) median {base:8.1f} ms | ratio {ratio:5.2f}x | goal < 100 ms: {goal}"
 

@@ -145,7 +145,8 @@ def parse_edit(book: Codebook, study_id: str, variable: str, raw: Any) -> tuple[
 def edit_values(registry: Registry, study_id: str, values: dict[str, Any], *, user: str = "",
                 reason: str | None = None, notes: dict[str, str] | None = None,
                 require_notes: bool = False, expected_version: int | None = None,
-                base_values: dict[str, Any] | None = None) -> dict[str, tuple[Any, Any]]:
+                base_values: dict[str, Any] | None = None,
+                expected_values: dict[str, Any] | None = None) -> dict[str, tuple[Any, Any]]:
     """Change several values of one patient in ONE transaction; returns {variable: (old, new)}.
 
     Each value is validated by the codebook (:func:`parse_edit`); nothing is written when one
@@ -158,13 +159,14 @@ def edit_values(registry: Registry, study_id: str, values: dict[str, Any], *, us
     passes it) makes the save refuse with :class:`EditConflict` if anyone changed the record
     since, also when the other change commits between this read and this write (the UPDATE
     is conditional on the version); ``base_values`` (the loaded values) tell which fields
-    both changed."""
+    both changed. ``expected_values`` is the field-level check of undo and redo: the save is
+    a conflict if any of those fields no longer holds the expected value."""
     from sqlalchemy.orm.exc import StaleDataError
 
     try:
         return _edit_values(registry, study_id, values, user=user, reason=reason, notes=notes or {},
                             require_notes=require_notes, expected_version=expected_version,
-                            base_values=base_values)
+                            base_values=base_values, expected_values=expected_values)
     except StaleDataError:
         # the other save committed between our read and our write: report it the same way
         with registry.session() as session:
@@ -177,7 +179,8 @@ def edit_values(registry: Registry, study_id: str, values: dict[str, Any], *, us
 
 def _edit_values(registry: Registry, study_id: str, values: dict[str, Any], *, user: str, reason: str | None,
                  notes: dict[str, str], require_notes: bool, expected_version: int | None,
-                 base_values: dict[str, Any] | None) -> dict[str, tuple[Any, Any]]:
+                 base_values: dict[str, Any] | None,
+                 expected_values: dict[str, Any] | None) -> dict[str, tuple[Any, Any]]:
     with registry.session(user=user, reason=reason) as session:
         book = Codebook.for_session(session)
         parsed: dict[str, Any] = {}
@@ -191,6 +194,11 @@ def _edit_values(registry: Registry, study_id: str, values: dict[str, Any], *, u
         patient = get_patient(session, study_id)
         if expected_version is not None and patient.version != expected_version:
             raise _conflict(session, book, patient, parsed, base_values, expected_version)
+        if expected_values:
+            from pathomics_desktop.registry.records import get_value as _current
+
+            if any(_current(patient, book[v]) != value for v, value in expected_values.items()):
+                raise _conflict(session, book, patient, parsed, expected_values, patient.version)
         _require_reason_if_locked(patient, reason)
         from pathomics_desktop.registry.records import get_value
 
@@ -204,6 +212,12 @@ def _edit_values(registry: Registry, study_id: str, values: dict[str, Any], *, u
             changes[variable] = (old, value)
         session.info["reason"] = reason
         return changes
+
+
+def record_version(registry: Registry, study_id: str) -> int:
+    """The patient record's current version (optimistic locking)."""
+    with registry.session() as session:
+        return int(get_patient(session, study_id).version)
 
 
 def edit_value(registry: Registry, study_id: str, variable: str, raw: Any, *, user: str = "",

@@ -50,6 +50,15 @@ def register(sub) -> None:
     add_project_option(p)
     p.set_defaults(func=cmd_apply)
 
+    p = ssub.add_parser("lock-cut", help="store a risk cut chosen in the cutpoint explorer with the signature "
+                                         "(a new version, audited) and regroup the registry's risk groups")
+    p.add_argument("name")
+    p.add_argument("--cut", required=True, type=float, help="the cut in score units (high risk: score > cut)")
+    p.add_argument("--reason", required=True, help="why the cut changes (kept in the audit trail)")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    add_project_option(p)
+    p.set_defaults(func=cmd_lock_cut)
+
 
 def _echo(fraction, message) -> None:
     print(f"    {message}" if fraction is None else f"  [{fraction:6.1%}] {message}", file=sys.stderr)
@@ -128,4 +137,13 @@ def cmd_apply(args) -> int:
     for line in result.get("warnings", []):
         print(f"warning: {line}", file=sys.stderr)
     print(json.dumps(result, indent=2) if args.json else format_apply(result))
+    return 0
+
+
+def cmd_lock_cut(args) -> int:
+    from pathomics_desktop.signature.cut_lock import lock_cut
+
+    with opened_registry(args) as (project, registry):
+        result = lock_cut(project, args.name, args.cut, reason=args.reason, registry=registry)
+    print(json.dumps(result.to_dict(), indent=2) if args.json else result.summary())
     return 0

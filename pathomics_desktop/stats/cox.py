@@ -48,7 +48,7 @@ from scipy import stats as sps
 from pathomics_desktop.errors import UserError
 from pathomics_desktop.stats.concordance import c_from_counts, concordance_counts
 from pathomics_desktop.stats.km import as_event_array, as_time_array, timefix
-from pathomics_desktop.stats.levels import level_label, sorted_levels
+from pathomics_desktop.stats.levels import label_array, sorted_levels
 from pathomics_desktop.stats.results import StatResult
 
 if TYPE_CHECKING:
@@ -685,7 +685,7 @@ def design_matrix(frame, covariates: Sequence[str], *, categorical: Sequence[str
             raise UserError(f"covariate {var!r} has {n_missing} missing value(s); drop those rows "
                             "first (load_analysis_table does)")
         if var in categorical or values.dtype == object or str(values.dtype) in ("category", "bool", "string"):
-            labels = np.array([level_label(v) for v in values.tolist()], dtype=object)
+            labels = label_array(values.tolist())
             levels = sorted_levels(values.tolist())
             if len(levels) < 2:
                 raise UserError(f"covariate {var!r} has one value only ({levels[0] if levels else 'none'})")

@@ -48,7 +48,8 @@ from scipy import optimize, stats
 from pathomics_desktop.errors import UserError
 from pathomics_desktop.stats.cox import (
     CoxData, coefficient_table, _general_quadratic, _singular_message, design_matrix,
-    level_label, newton_raphson, sorted_levels)
+    newton_raphson, sorted_levels)
+from pathomics_desktop.stats.levels import label_array
 from pathomics_desktop.stats.km import as_event_array, as_time_array, timefix
 
 #: R ``coxph.control()`` defaults used by the R-compatible path
@@ -132,7 +133,7 @@ def fit_frailty_arrays(time: Sequence[float], event: Sequence, X: np.ndarray,
     if missing:
         raise UserError(f"the center column has {missing} missing value(s); drop those rows "
                         "first")
-    labels = [level_label(c) for c in center]
+    labels = label_array(list(center)).tolist()
     centers = np.array(sorted_levels(labels), dtype=object)  # R's order: numbers numerically
     position = {label: j for j, label in enumerate(centers)}
     codes = np.array([position[label] for label in labels], dtype=np.int64)

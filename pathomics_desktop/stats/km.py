@@ -33,7 +33,7 @@ import numpy as np
 from scipy import stats as sps
 
 from pathomics_desktop.errors import UserError
-from pathomics_desktop.stats.levels import level_label, sorted_levels
+from pathomics_desktop.stats.levels import label_array, sorted_levels
 from pathomics_desktop.stats.results import StatResult
 
 CONF_TYPES = ("log", "log-log", "plain")
@@ -453,17 +453,8 @@ def km_comparison(time: Sequence[float], event: Sequence, group: Sequence | None
         values = list(group)
         if len(values) != t.size:
             raise UserError(f"group has {len(values)} values but time has {t.size}")
-        # label each distinct value once (hash-based; 10,000 patients have a handful of levels)
-        import pandas as pd
-
-        if any(v is None for v in values):  # None and NaN keep their own labels ("None", "nan")
-            labels = np.array([level_label(v) for v in values], dtype=object)
-            levels = sorted_levels(values)
-        else:
-            codes, uniques = pd.factorize(pd.Series(values, dtype=object), use_na_sentinel=False)
-            label_of = np.asarray([level_label(v) for v in uniques], dtype=object)
-            labels = label_of[codes] if len(values) else np.array([], dtype=object)
-            levels = sorted_levels(list(uniques))
+        labels = label_array(values)  # one level_label per distinct value
+        levels = sorted_levels(set(labels.tolist()) if len(values) else [])
     curves = {lvl: kaplan_meier(t[labels == lvl], e[labels == lvl], conf_level=conf_level,
                                 conf_type=conf_type, fix_times=False)
               for lvl in levels}

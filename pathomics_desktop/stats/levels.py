@@ -25,3 +25,18 @@ def sorted_levels(values) -> list[str]:
             return (1, 0.0, lbl)
 
     return sorted(labels, key=key)
+
+
+def label_array(values) -> np.ndarray:
+    """``level_label`` of every value as an object array, computed once per distinct value
+    (hash-based: 10,000 patients have a handful of levels). ``None`` stays ``None``-labelled
+    as :func:`level_label` writes it ("None"), NaN as "nan"."""
+    import pandas as pd
+
+    values = list(values)
+    if not values:
+        return np.array([], dtype=object)
+    if any(v is None for v in values):
+        return np.array([level_label(v) for v in values], dtype=object)
+    codes, uniques = pd.factorize(pd.Series(values, dtype=object), use_na_sentinel=False)
+    return np.asarray([level_label(v) for v in uniques], dtype=object)[codes]

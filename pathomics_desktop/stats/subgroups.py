@@ -21,7 +21,7 @@ from scipy import stats as sps
 
 from pathomics_desktop.errors import UserError
 from pathomics_desktop.stats.cox import fit_cox_arrays
-from pathomics_desktop.stats.levels import level_label, sorted_levels
+from pathomics_desktop.stats.levels import label_array, sorted_levels
 from pathomics_desktop.stats.results import StatResult
 from pathomics_desktop.stats.km import as_event_array
 
@@ -72,7 +72,7 @@ def exposure_column(frame, exposure: str, reference: str | None = None) -> tuple
     """Numeric exposure vector and its term name (a 2-level category becomes 0/1)."""
     values = frame[exposure]
     if values.dtype == object or str(values.dtype) in ("category", "bool", "string") or reference:
-        labels = np.array([level_label(v) for v in values.tolist()], dtype=object)
+        labels = label_array(values.tolist())
         levels = sorted_levels(values.tolist())
         if len(levels) != 2:
             raise UserError(f"exposure {exposure!r} must be numeric or have two levels; found "
@@ -104,7 +104,7 @@ def subgroup_analysis(frame, time: str, event: str, exposure: str, subgroups: Se
     rows = [_level_row("Overall", "all", t_all, e_all, x_all, term, ties)]
     for var in subgroups:
         known = base[var].notna().to_numpy()
-        labels = np.array([level_label(v) for v in base[var].tolist()], dtype=object)
+        labels = label_array(base[var].tolist())
         levels = (list(subgroup_order[var]) if subgroup_order and var in subgroup_order
                   else sorted_levels(base[var].dropna().tolist()))
         if len(levels) > MAX_LEVELS:

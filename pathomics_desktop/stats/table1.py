@@ -39,7 +39,7 @@ from scipy import stats as sps
 from scipy.special import digamma, gammaln, polygamma
 
 from pathomics_desktop.errors import UserError
-from pathomics_desktop.stats.levels import level_label, sorted_levels
+from pathomics_desktop.stats.levels import label_array, sorted_levels
 from pathomics_desktop.stats.results import StatResult
 
 MC_SEED = 20240607
@@ -449,8 +449,8 @@ def baseline_table(frame, by: str, columns: Sequence[str], *,
     if group_values.isna().any():
         frame = frame[group_values.notna()]
         group_values = frame[by]
-    labels = np.array([level_label(v) for v in group_values.tolist()], dtype=object)
-    groups = list(group_order) if group_order else sorted_levels(group_values.tolist())
+    labels = label_array(group_values.tolist())
+    groups = list(group_order) if group_order else sorted_levels(set(labels.tolist()))
     if len(groups) < 2:
         raise UserError(f"Table 1 needs at least two groups in {by!r}; found {groups}")
     rows: list[BaselineRow] = []
@@ -502,9 +502,9 @@ def _continuous_row(var, numeric, labels, groups, digits, alpha, equal_var=False
 
 def _categorical_rows(var, series, labels, groups, correct) -> list[BaselineRow]:
     present = series.notna().to_numpy()
-    values = np.array([level_label(v) if ok else None for v, ok in zip(series.tolist(), present)],
-                      dtype=object)
-    levels = sorted_levels(series.dropna().tolist())
+    values = np.full(len(series), None, dtype=object)
+    values[present] = label_array(series[present].tolist())
+    levels = sorted_levels(set(values[present].tolist()))
     if not levels:
         return [BaselineRow(var, None, {g: "-" for g in groups + ["Overall"]})]
     table = np.array([[np.sum((values == lvl) & (labels == g)) for g in groups] for lvl in levels],

@@ -93,24 +93,35 @@ class EditValuesCommand(RegistryCommand):
     soft-limit note of a field (its audit row's reason, joined with ``reason``)."""
 
     def __init__(self, ctx, study_id: str, changes: dict[str, tuple[Any, Any]], *,
-                 reason: str | None = None, notes: dict[str, str] | None = None, labels: dict[str, str] | None = None):
+                 reason: str | None = None, notes: dict[str, str] | None = None, labels: dict[str, str] | None = None,
+                 expected_version: int | None = None):
         names = [(labels or {}).get(v, v) for v in changes]
         text = f"{study_id}: {names[0]}" if len(names) == 1 else f"{study_id}: {len(names)} fields"
         super().__init__(ctx, study_id, f"Edit {text}", reason=reason)
         self.changes = dict(changes)
         self.notes = dict(notes or {})
+        #: the record version the form was loaded at: the first save is refused with an
+        #: EditConflict if anyone changed the record since (optimistic locking)
+        self.expected_version = expected_version
 
     def apply(self, reason: str | None = None) -> None:
+        first = not self._times and not self._applied
         written = service.edit_values(
             self.ctx.registry, self.study_id, {v: new for v, (_old, new) in self.changes.items()},
             user=self.ctx.user, reason=reason if reason is not None else self.reason,
-            notes=self.notes, require_notes=True)
+            notes=self.notes, require_notes=True,
+            expected_version=self.expected_version if first else None,
+            base_values={v: old for v, (old, _new) in self.changes.items()},
+            # redo: each field must still hold the value undo restored
+            expected_values=None if first else {v: old for v, (old, _new) in self.changes.items()})
         self.changes = dict(written)  # the stored old and new values (canonical), for undo
 
     def revert(self, reason: str | None) -> None:
+        # undo: each field must still hold this command's value, else someone changed it since
         service.edit_values(self.ctx.registry, self.study_id,
                             {v: old for v, (old, _new) in self.changes.items()},
-                            user=self.ctx.user, reason=reason, notes=self.notes)
+                            user=self.ctx.user, reason=reason, notes=self.notes,
+                            expected_values={v: new for v, (_old, new) in self.changes.items()})
 
 
 class EditValueCommand(EditValuesCommand):

@@ -116,3 +116,25 @@ def test_filter_round_trip_and_footnote(snapshot):
     assert footnote(flt, source.snapshot_id, 3) == (
         "Cohort: included patients; data set: training; center: A, B; age 40-70; sex: female; n = 3. "
         f"Snapshot {source.snapshot_id}.")
+
+
+@pytest.mark.parametrize("column, level, condition", [
+    ("ca19_9_group", "<200", lambda f: f["ca19_9"] < 200),
+    ("ca19_9_group", ">=200", lambda f: f["ca19_9"] >= 200),
+    ("age_group", ">=65", lambda f: f["age"] >= 65),
+    ("t_group", "T3-4", lambda f: f["t_stage"].isin(["T3", "T4"])),
+    ("stage_2", "I-II", lambda f: f["tnm_group"].isin(["I", "II"])),
+    ("sex", "male", lambda f: f["sex"] == "male"),
+])
+def test_a_forest_subgroup_of_a_derived_column_selects_its_patients(snapshot, column, level, condition):
+    path, frame = snapshot
+    flt = CohortFilter(included_only=False).with_subgroup(column, level)
+    got = AnalysisSource(path).frame(flt)
+    assert sorted(got["study_id"]) == sorted(frame.loc[condition(frame).fillna(False), "study_id"])
+    # the derived column of every selected patient is the level asked for
+    assert set(got[column]) == {level}
+
+
+def test_a_strict_upper_bound_reads_as_such():
+    assert "ca19_9 < 200" in CohortFilter().with_subgroup("ca19_9_group", "<200").describe()
+    assert "age <= 64" in CohortFilter().with_range("age", None, 64).describe()

@@ -115,3 +115,16 @@ def test_copy_and_export(qtbot, demo_context, tmp_path):
     assert "<svg" in svg and view.computed.snapshot_id in svg
     snap = view.snapshot()
     assert snap["counts"] == counts and snap["n"] == sum(counts.values())
+
+
+def test_new_options_rebuild_the_panel_without_duplicates(qtbot, scored_context):
+    view = shown_view(qtbot, CountsView(), scored_context, (900, 600))
+    qtbot.waitUntil(lambda: view.filter_panel.options is not None, timeout=30000)
+    panel = view.filter_panel
+    for _ in range(3):  # every registry change re-sends the options
+        panel.set_options(panel.options)
+    qtbot.wait(50)  # deleteLater runs
+    labels = [w.text() for w in panel.risk_box.findChildren(QLabel) if w.isVisibleTo(panel)]
+    assert sorted(labels) == ["OS", "RFS"]
+    assert sorted(panel.risk_lists) == ["pathomics_os_group", "pathomics_rfs_group"]
+    assert list(panel.risk_lists["pathomics_os_group"].boxes) == ["high", "low"]

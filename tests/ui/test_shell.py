@@ -163,7 +163,8 @@ def test_status_bar_shows_user_database_and_schema_version(qtbot, small_project)
     assert window.schema_label.text() == f"Schema: {database.head_revision()} (current)"
     assert not window.banner.isVisible()  # not a synthetic project
     assert [window.navigation.item(i).text() for i in range(window.navigation.count())] == [
-        "Patients", "Patient", "Study set-up", "Import", "Slides", "QC", "Slide viewer", "Jobs"]
+        "Patients", "Patient", "Study set-up", "Import", "Slides", "QC", "Slide viewer", "Jobs",
+        "Kaplan-Meier", "Cox models", "Subgroup forest", "ROC", "Table 1", "Cutpoint", "Signature"]
 
 
 def test_describe_database_never_shows_a_password():

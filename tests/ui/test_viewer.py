@@ -410,3 +410,132 @@ def test_refresh_reloads_the_open_slide_and_keeps_the_view(qtbot, context_viewer
     qtbot.waitUntil(lambda: not view.busy() and "later" in view.slide.predictions, timeout=15000)
     assert view.canvas.center() == pytest.approx((700.0, 600.0), abs=2 * 1.5)
     assert view.canvas.downsample() == pytest.approx(1.5)
+
+
+# -- painting cost: fast while moving, smooth when still; tiles in batches -------------
+def _settled(canvas) -> bool:
+    return canvas.is_complete() and canvas.last_paint["smooth"] and not canvas.moving
+
+
+def test_paints_fast_while_moving_then_once_smoothly_when_still(qtbot, viewer, slide_4096):
+    from pathomics_desktop.ui.views.viewer.scene import SETTLE_MS
+
+    viewer.show_file(slide_4096.path)
+    canvas = viewer.canvas
+    view = ((2000.0, 1500.0), 2.5)  # level 0 decoded at 1/2, drawn at 0.8 screen px per pixel
+    canvas.set_view(*view)
+    qtbot.waitUntil(lambda: _settled(canvas), timeout=15000)
+    smooth = canvas.viewport().grab().toImage()
+    canvas.set_view(*view)  # a move to the same place: every tile is cached
+    canvas.viewport().repaint()
+    assert canvas.moving and canvas.is_complete() and canvas.last_paint["smooth"] is False
+    fast = canvas.viewport().grab().toImage()
+    n0 = len(canvas.paint_log)
+    qtbot.waitUntil(lambda: _settled(canvas), timeout=15000)
+    qtbot.wait(3 * SETTLE_MS)
+    after = list(canvas.paint_log)[n0:]
+    # without any input: exactly one more paint, the smooth one, and nothing after it
+    assert [p[3] for p in after] == [True]
+    again = canvas.viewport().grab().toImage()
+    a, b, c = (np.frombuffer(im.constBits(), np.uint8).reshape(im.height(), im.bytesPerLine()).astype(int)
+               for im in (smooth, fast, again))
+    assert np.array_equal(a, c)  # the settled frame is the smooth frame of before
+    diff = np.abs(a - b)
+    assert diff.max() > 0  # nearest-neighbour scaling really was used while moving
+    assert diff.mean() < 12  # ... of the same tiles at the same places
+
+
+def test_tiles_read_meanwhile_arrive_in_one_batch_with_one_repaint(qtbot, viewer, slide_4096):
+    import time
+
+    from pathomics_desktop.ui.views.viewer.scene import SETTLE_MS
+
+    viewer.show_file(slide_4096.path)
+    canvas, loader = viewer.canvas, viewer.loader
+    qtbot.waitUntil(lambda: _settled(canvas) and loader.pending() == 0, timeout=15000)
+    batches = []
+    loader.tiles_ready.connect(lambda keys: batches.append(list(keys)))
+    canvas.set_view((2048.0, 2048.0), 1.0)  # level 0: nothing of it cached
+    canvas.viewport().repaint()  # the move's own paint (coarser tiles stretched)
+    wanted = {k[:3] for k in canvas.visible_tiles()}
+    n_batch, n_paint = len(loader.batch_log), len(canvas.paint_log)
+    # the workers read every tile while the GUI thread handles no event at all
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        with loader._cond:
+            if len(loader._arrived) == len(wanted):
+                break
+        time.sleep(0.01)
+    time.sleep(SETTLE_MS / 1000.0 + 0.05)  # and the view has been still for longer than SETTLE_MS
+    qtbot.waitUntil(lambda: len(canvas.paint_log) > n_paint, timeout=5000)
+    qtbot.wait(2 * SETTLE_MS)
+    assert len(batches) == 1 and {k[:3] for k in batches[0]} == wanted  # one signal for all
+    new = list(loader.batch_log)[n_batch:]
+    assert [n for _s, _e, n in new] == [len(wanted)]
+    stored = new[0][1]
+    paints = [p for p in list(canvas.paint_log)[n_paint:] if p[0] >= stored]
+    # one repaint for the whole batch (the last tile of a still view: painted smoothly at once)
+    assert len(paints) == 1 and paints[0][3] is True and paints[0][6] == len(wanted)
+    assert canvas.is_complete()
+    assert {k[:3] for k in canvas.last_paint["drawn"]} == wanted == expected_visible(canvas, 0)
+
+
+def test_reader_threads_run_at_a_lower_cpu_priority(qtbot, viewer, slide_4096):
+    import os
+
+    from pathomics_desktop.ui.views.viewer.tile_loader import WORKER_NICE
+
+    viewer.show_file(slide_4096.path)
+    threads = viewer.loader._threads
+    assert len(threads) == viewer.workers == 2
+    gui = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    qtbot.waitUntil(lambda: all(os.getpriority(os.PRIO_PROCESS, t.native_id) == max(gui, WORKER_NICE)
+                                for t in threads), timeout=5000)
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == gui  # the GUI thread keeps its own
+
+
+def test_opening_a_slide_freezes_the_heap_and_later_garbage_is_still_collected(qtbot, viewer, slide_4096):
+    import gc
+    import weakref
+
+    gc.unfreeze()
+    viewer.show_file(slide_4096.path)
+    assert gc.get_freeze_count() > 0
+    freed = []
+
+    class Node:
+        pass
+
+    a, b = Node(), Node()
+    a.other, b.other = b, a  # a reference cycle made after the freeze
+    weakref.finalize(a, freed.append, "a")
+    del a, b
+    gc.collect()
+    assert freed == ["a"]
+
+
+def test_overview_picture_is_composed_once_not_per_move(qtbot, viewer, slide_4096):
+    viewer.show_file(slide_4096.path)
+    wait_drawn(qtbot, viewer)
+    ov = viewer.overview
+    ov.repaint()
+    first = ov._picture
+    top = viewer.loader.top_level
+    assert first is not None and viewer.loader.cached_count(top) == len(
+        viewer.canvas.grid.tiles_in_rect(top, 0, 0, *viewer.canvas.grid.size))
+    for k in range(4):
+        viewer.canvas.set_view((800.0 + 700.0 * k, 900.0 + 500.0 * k), 1.5)
+        ov.repaint()
+        assert ov._picture is first
+    # the picture is the coarsest level scaled down: the same mean colour as its tiles
+
+    def rgb(im):
+        im = im.convertToFormat(im.Format.Format_RGB32)
+        arr = np.frombuffer(im.constBits(), np.uint8).reshape(im.height(), im.bytesPerLine() // 4, 4)
+        return arr[:, :im.width(), :3].reshape(-1, 3).astype(float)
+
+    grid = viewer.canvas.grid
+    tiles = [rgb(viewer.loader.any_entry(top, c, r)[1]) for c, r in grid.tiles_in_rect(top, 0, 0, *grid.size)]
+    mosaic_mean = np.concatenate(tiles).mean(axis=0)  # every tile decoded at the same scale
+    assert {viewer.loader.any_entry(top, c, r)[0] for c, r in grid.tiles_in_rect(top, 0, 0, *grid.size)} == {1}
+    assert np.abs(rgb(first).mean(axis=0) - mosaic_mean).max() < 3.0

@@ -19,6 +19,13 @@ VIEWS: list[tuple[str, str, str]] = [
     ("qc", "QC", "pathomics_desktop.ui.views.qc:QCQueueView"),
     ("viewer", "Slide viewer", "pathomics_desktop.ui.views.viewer:SlideViewerView"),
     ("jobs", "Jobs", "pathomics_desktop.ui.views.jobs:JobsView"),
+    ("km", "Kaplan-Meier", "pathomics_desktop.ui.views.analysis.km:KaplanMeierView"),
+    ("cox", "Cox models", "pathomics_desktop.ui.views.analysis.cox:CoxView"),
+    ("forest", "Subgroup forest", "pathomics_desktop.ui.views.analysis.forest:ForestView"),
+    ("roc", "ROC", "pathomics_desktop.ui.views.analysis.roc:RocView"),
+    ("table1", "Table 1", "pathomics_desktop.ui.views.analysis.table1:BaselineTableView"),
+    ("cutpoint", "Cutpoint", "pathomics_desktop.ui.views.analysis.cutpoint:CutpointView"),
+    ("signature", "Signature", "pathomics_desktop.ui.views.analysis.signature:SignatureView"),
 ]
 
 

@@ -790,10 +790,15 @@ class PatientFormView(View):
         notes = {e.var.name: e.note.text().strip() for e in dirty if e.note.text().strip()}
         labels = {e.var.name: e.var.label for e in dirty}
         command = EditValuesCommand(self.ctx, self.study_id, changes, reason=self.reason.text().strip() or None,
-                                    notes=notes, labels=labels)
+                                    notes=notes, labels=labels, expected_version=self.record.get("version"))
         self._saving = True
         try:
             push(self.ctx, command)
+        except service.EditConflict as conflict:
+            self.state_label.setText(str(conflict))
+            self.state_label.setStyleSheet(ERROR_STYLE)
+            self._show_conflict(conflict)
+            return False
         except UserError as exc:
             self.state_label.setText(str(exc))
             self.state_label.setStyleSheet(ERROR_STYLE)
@@ -803,10 +808,39 @@ class PatientFormView(View):
         for name, (_old, new) in command.changes.items():  # saved: these are the stored values now
             self.record["values"][name] = new
             self.fields[name].load(new)
+        self.record["version"] = service.record_version(self.ctx.registry, self.study_id)
         self.reason.clear()
         self.recompute()
         self.state_label.setText(f"Saved {len(changes)} change(s) — Ctrl+Z undoes")
         return True
+
+    def _show_conflict(self, conflict) -> None:
+        """Another user saved the record since it was opened: let the user choose per field
+        (non-modal; kept on ``last_conflict_dialog``)."""
+        from pathomics_desktop.ui.views.conflict_dialog import ConflictDialog
+
+        dialog = ConflictDialog(conflict, self)
+        dialog.accepted.connect(lambda: self.resolve_conflict(conflict, dialog.choices()))
+        self.last_conflict_dialog = dialog
+        dialog.open()
+
+    def resolve_conflict(self, conflict, choices: dict[str, str]) -> bool:
+        """Apply the user's choice: "theirs" shows the stored value (no change), "mine"
+        keeps the typed value as a change of the stored one; then save against the current
+        version (which may conflict again if a third save came in between)."""
+        mine = {f["variable"]: f["mine"] for f in conflict.fields}
+        for field in conflict.fields:
+            name = field["variable"]
+            editor = self.fields[name]
+            self.record["values"][name] = field["theirs"]
+            editor.load(field["theirs"])
+            if choices.get(name) == "mine":
+                editor.set_raw(editor.var.format(mine[name]) if mine[name] is not None else None)
+        self.record["version"] = conflict.current_version
+        if not self.dirty_fields():
+            self.state_label.setText("Their values are shown; nothing of yours was saved")
+            return False
+        return self.save()
 
     def revert(self) -> None:
         """Drop unsaved changes and reload the stored record."""

@@ -240,10 +240,12 @@ class CohortFilterPanel(QScrollArea):
         self.options = options
         self.datasets = self._rebuild_ticks(self.dataset_box, options.datasets)
         self.centers = self._rebuild_ticks(self.center_box, options.centers)
-        for lst in self.risk_lists.values():
-            lst.deleteLater()
         self.risk_lists.clear()
         layout = self.risk_box.layout()
+        while layout.count():  # the section's labels and tick lists of the previous options
+            item = layout.takeAt(0)
+            if item.widget() is not None:
+                item.widget().deleteLater()
         for column in RISK_GROUP_COLUMNS:
             try:
                 option = options.variable(column)

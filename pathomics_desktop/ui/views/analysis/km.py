@@ -232,6 +232,8 @@ class KaplanMeierView(AnalysisView):
         self.cut_edit.setEnabled(self._group_kind == "number")
 
     def _select_group(self, choice: str | None, kind: str) -> None:
+        if choice == DEFAULT and self._choices:  # the options are in: the default is concrete
+            choice = RISK if any(c.column == RISK for c in self._choices) else None
         self._group_choice, self._group_kind = choice, kind
         index = self.group_combo.findData(choice)
         self.group_combo.blockSignals(True)
@@ -266,7 +268,7 @@ class KaplanMeierView(AnalysisView):
         subgroup = request.get("subgroup")
         if subgroup and self.ctx is not None:
             column, level = subgroup
-            self.ctx.set_cohort_filter(self.ctx.cohort_filter.with_categories(column, [level]))
+            self.ctx.set_cohort_filter(self.ctx.cohort_filter.with_subgroup(column, level))
         self.recompute()
 
     def prepare_screenshot(self) -> None:

@@ -1,10 +1,14 @@
 """The overview map: the whole slide from the coarsest pyramid level (the tiles the loader
-keeps for good), with the main view's rectangle; a click or drag moves the view there."""
+keeps for good), with the main view's rectangle; a click or drag moves the view there.
+
+The slide picture is composed once into an image (again only when the widget's size, the
+slide or the number of coarsest tiles cached changes); a move of the main view only
+redraws the rectangle."""
 
 from __future__ import annotations
 
 from PySide6.QtCore import QRectF, Qt, Signal
-from PySide6.QtGui import QColor, QPainter, QPen
+from PySide6.QtGui import QColor, QImage, QPainter, QPen
 from PySide6.QtWidgets import QSizePolicy, QWidget
 
 
@@ -20,6 +24,8 @@ class OverviewMap(QWidget):
         self.setFixedHeight(200)
         self.setCursor(Qt.CursorShape.CrossCursor)
         self.setToolTip("Overview: click or drag to move the view")
+        self._picture: QImage | None = None
+        self._picture_key = None
 
     def set_view(self, view) -> None:
         """Follow ``view`` (a :class:`SlideGraphicsView`)."""
@@ -53,17 +59,7 @@ class OverviewMap(QWidget):
             p.end()
             return
         rect, k = frame
-        p.fillRect(rect, Qt.GlobalColor.white)
-        grid, loader = self.view.grid, self.view.loader
-        top = grid.levels - 1
-        p.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, True)
-        for c, r in grid.tiles_in_rect(top, 0, 0, *grid.size):
-            entry = loader.any_entry(top, c, r) if loader is not None else None
-            if entry is None:
-                continue
-            img = entry[1]
-            x0, y0, x1, y1 = grid.tile_bounds(top, c, r)
-            p.drawImage(QRectF(rect.left() + x0 * k, rect.top() + y0 * k, (x1 - x0) * k, (y1 - y0) * k), img)
+        p.drawImage(rect.topLeft(), self.picture(rect, k))
         p.setPen(QPen(QColor(120, 120, 120), 1))
         p.drawRect(rect)
         box = self.viewport_box().intersected(rect.adjusted(-2, -2, 2, 2))
@@ -73,6 +69,29 @@ class OverviewMap(QWidget):
         p.setPen(QPen(QColor(220, 0, 0), 2))
         p.drawRect(box)
         p.end()
+
+    def picture(self, rect: QRectF, k: float) -> QImage:
+        """The slide from the coarsest level's cached tiles, ``k`` widget px per level-0 px,
+        as big as ``rect`` (white where no tile is cached yet)."""
+        grid, loader = self.view.grid, self.view.loader
+        top = grid.levels - 1
+        key = (rect.width(), rect.height(), getattr(loader, "serial", None),
+               loader.cached_count(top) if loader is not None else 0)
+        if self._picture is not None and self._picture_key == key:
+            return self._picture
+        img = QImage(max(1, int(round(rect.width()))), max(1, int(round(rect.height()))), QImage.Format.Format_RGB32)
+        img.fill(Qt.GlobalColor.white)
+        p = QPainter(img)
+        p.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, True)
+        for c, r in grid.tiles_in_rect(top, 0, 0, *grid.size):
+            entry = loader.any_entry(top, c, r) if loader is not None else None
+            if entry is None:
+                continue
+            x0, y0, x1, y1 = grid.tile_bounds(top, c, r)
+            p.drawImage(QRectF(x0 * k, y0 * k, (x1 - x0) * k, (y1 - y0) * k), entry[1])
+        p.end()
+        self._picture, self._picture_key = img, key
+        return img
 
     def _move_to(self, pos) -> None:
         frame = self._frame()

@@ -4,15 +4,24 @@ The slide itself is painted in :meth:`SlideGraphicsView.drawBackground` from the
 cache: for the current downsample ``s`` the level is :func:`~pathomics_desktop.slides.viewport.choose_level`
 (largest ``d_L <= s``); a tile of that level that is not cached yet is covered by the
 cached tiles of the nearest coarser level, stretched, so the view is never blank (the
-coarsest level is loaded first and never evicted). Overlays (ROI, tile grid, heatmaps,
-selection) are ordinary graphics items above it. The scale bar is drawn in screen
-coordinates in :meth:`drawForeground`.
+coarsest level is loaded first and never evicted). Those coarser tiles are drawn first, each
+once (clipped to the missing tiles it stands in for), then the tiles of the right level on
+top. While the view moves or fills in (a zoom or pan less than :data:`SETTLE_MS` ago, or
+tiles it wants still loading) tiles are drawn with nearest-neighbour scaling, cheaper than
+bilinear; once it has been still for :data:`SETTLE_MS` and every wanted tile is in, it is
+painted once more with smooth (bilinear) scaling. Tiles arriving from the loader come in
+batches and cause at most one repaint per :data:`REPAINT_MS`. Every paint is logged in
+:attr:`SlideGraphicsView.paint_log` (what ``pathomics bench viewer`` attributes stalls to).
+
+Overlays (ROI, tile grid, heatmaps, selection) are ordinary graphics items above it. The
+scale bar is drawn in screen coordinates in :meth:`drawForeground`.
 """
 
 from __future__ import annotations
 
 import math
 import time
+from collections import deque
 
 from PySide6.QtCore import QPointF, QRectF, Qt, QTimer, Signal
 from PySide6.QtGui import QColor, QFont, QPainter, QPen, QTransform
@@ -36,6 +45,13 @@ MIN_DOWNSAMPLE = 0.25
 BACKGROUND = QColor(236, 236, 236)
 #: while tiles keep arriving, repaint at most this often (ms)
 REPAINT_MS = 30
+#: a view still for this long (ms) after its last move is repainted with smooth scaling
+SETTLE_MS = 120
+
+
+def _empty_paint() -> dict:
+    return {"level": None, "visible": [], "drawn": [], "fallback": 0, "complete": False, "time": 0.0,
+            "smooth": True}
 
 
 class SlideGraphicsView(QGraphicsView):
@@ -65,11 +81,23 @@ class SlideGraphicsView(QGraphicsView):
         self._repaint_timer.setSingleShot(True)
         self._repaint_timer.setInterval(REPAINT_MS)
         self._repaint_timer.timeout.connect(self.viewport().update)
+        self._settle_timer = QTimer(self)
+        self._settle_timer.setSingleShot(True)
+        self._settle_timer.setTimerType(Qt.TimerType.PreciseTimer)
+        self._settle_timer.timeout.connect(self._settled)
+        #: a move less than SETTLE_MS ago or wanted tiles loading: paint with fast
+        #: (nearest-neighbour) scaling
+        self.moving = False
+        self._moved_at = 0.0  # perf_counter() of the last move
+        self._in_set_view = False
         self._press = None
         self._fitted = False
-        #: facts about the last paint: level, visible tiles, drawn at the right level, time
-        self.last_paint: dict = {"level": None, "visible": [], "drawn": [], "fallback": 0, "complete": False,
-                                 "time": 0.0}
+        #: facts about the last paint: level, visible tiles, drawn at the right level,
+        #: missing ones covered by a coarser level, smooth scaling or not, time
+        self.last_paint: dict = _empty_paint()
+        #: every paint of the viewport: (start, end, thread CPU seconds, smooth, level,
+        #: visible tiles, drawn at that level, missing ones covered, coarser tiles drawn)
+        self.paint_log: deque[tuple] = deque(maxlen=20000)
 
     # -- slide -----------------------------------------------------------------------
     def set_loader(self, loader, mpp: float | None) -> None:
@@ -78,13 +106,13 @@ class SlideGraphicsView(QGraphicsView):
         w, h = self.grid.size
         # room around the slide so that any point can be centred at any zoom
         self.scene().setSceneRect(QRectF(-4.0 * w, -4.0 * h, 9.0 * w, 9.0 * h))
-        loader.tile_ready.connect(self._tile_arrived)
+        loader.tiles_ready.connect(self._tiles_arrived)
         self._fitted = False
         self.fit()
 
     def clear_slide(self) -> None:
         self.loader, self.grid = None, None
-        self.last_paint = {"level": None, "visible": [], "drawn": [], "fallback": 0, "complete": False, "time": 0.0}
+        self.last_paint = _empty_paint()
         self.viewport().update()
 
     # -- geometry ----------------------------------------------------------------------
@@ -121,15 +149,16 @@ class SlideGraphicsView(QGraphicsView):
         scales = getattr(self.loader.reader, "scales", (1,)) if self.loader is not None else (1,)
         return decode_scale(self.grid.downsamples[level], self.device_downsample(), scales)
 
-    def visible_tiles(self, level: int | None = None) -> list[tuple[int, int, int, int]]:
+    def visible_tiles(self, level: int | None = None, *, nearest_first: bool = True) -> list[tuple[int, int, int, int]]:
         """Keys (level, col, row, scale) of the tiles of ``level`` (default: the target
-        level) that overlap the viewport, nearest to its centre first."""
+        level) that overlap the viewport, nearest to its centre first (else row-major)."""
         if self.grid is None:
             return []
         level = self.target_level() if level is None else level
         scale = self.target_scale(level)
         x0, y0, x1, y1 = self.visible_rect()
-        return [(level, c, r, scale) for c, r in self.grid.tiles_by_distance(level, x0, y0, x1, y1)]
+        tiles = self.grid.tiles_by_distance if nearest_first else self.grid.tiles_in_rect
+        return [(level, c, r, scale) for c, r in tiles(level, x0, y0, x1, y1)]
 
     def set_view(self, center: tuple[float, float], downsample: float) -> None:
         """Show level-0 point ``center`` in the middle at ``downsample`` (the centre is kept
@@ -138,8 +167,12 @@ class SlideGraphicsView(QGraphicsView):
         if self.grid is not None:
             w, h = self.grid.size
             center = (min(max(center[0], 0.0), float(w)), min(max(center[1], 0.0), float(h)))
-        self.setTransform(QTransform.fromScale(1.0 / ds, 1.0 / ds))
-        self.centerOn(QPointF(*center))
+        self._in_set_view = True  # the scrolls below are one move: one request, below
+        try:
+            self.setTransform(QTransform.fromScale(1.0 / ds, 1.0 / ds))
+            self.centerOn(QPointF(*center))
+        finally:
+            self._in_set_view = False
         self._fitted = False
         self._changed()
 
@@ -171,6 +204,10 @@ class SlideGraphicsView(QGraphicsView):
 
     # -- tiles ------------------------------------------------------------------------
     def _changed(self) -> None:
+        """The view moved: paint fast until it settles; request the tiles it needs now."""
+        self.moving = True
+        self._moved_at = time.perf_counter()
+        self._settle_timer.start(SETTLE_MS)
         if self.loader is not None:
             wanted = self.visible_tiles()
             top = self.grid.levels - 1
@@ -179,10 +216,36 @@ class SlideGraphicsView(QGraphicsView):
         self.viewport().update()
         self.viewport_changed.emit()
 
-    def _tile_arrived(self, key) -> None:
-        """Repaint when the last wanted tile has come, else at most every ``REPAINT_MS``
-        (one paint per arriving tile would cost more than the reads)."""
-        if self.loader is not None and self.loader.pending() == 0:
+    def _settled(self) -> None:
+        """No move for ``SETTLE_MS`` and no wanted tile loading: repaint with smooth
+        scaling if the last paint was fast (else wait for the last tile)."""
+        if not self.moving:
+            return
+        still_ms = (time.perf_counter() - self._moved_at) * 1000.0
+        if still_ms < SETTLE_MS:  # a timer may fire a little early: wait for the rest
+            if not self._settle_timer.isActive():
+                self._settle_timer.start(max(1, int(math.ceil(SETTLE_MS - still_ms))))
+            return
+        if self.loader is not None and self.loader.pending() > 0:
+            return
+        self.moving = False
+        if not self.last_paint.get("smooth", True):
+            self.viewport().update()
+
+    def _tiles_arrived(self, keys: list) -> None:
+        """A batch of tiles arrived: repaint when the last wanted tile has come, else at most
+        every ``REPAINT_MS`` (one paint per arriving tile would cost more than the reads);
+        tiles wanted by an earlier view only (stale reads) cause no repaint."""
+        loader = self.loader
+        if loader is None:
+            return
+        done = loader.pending() == 0
+        if done:
+            self._settled()  # the last tile of a still view: its paint is the smooth one
+        wanted = loader.wanted
+        if not any(key[:3] in wanted for key in keys):
+            return
+        if done:
             self._repaint_timer.stop()
             self.viewport().update()
         elif not self._repaint_timer.isActive():
@@ -194,36 +257,67 @@ class SlideGraphicsView(QGraphicsView):
         lp = self.last_paint
         return bool(lp["complete"]) and lp.get("rect") == self.visible_rect() and lp["level"] == self.target_level()
 
+    def paintEvent(self, event) -> None:  # noqa: N802 (Qt API)
+        t0, c0 = time.perf_counter(), time.thread_time()
+        super().paintEvent(event)
+        lp = self.last_paint
+        self.paint_log.append((t0, time.perf_counter(), time.thread_time() - c0, bool(lp.get("smooth")), lp["level"],
+                               len(lp["visible"]), len(lp["drawn"]), lp["fallback"], lp.get("covers", 0)))
+
     def drawBackground(self, painter: QPainter, rect: QRectF) -> None:  # noqa: N802 (Qt API)
+        """The slide's tiles of the target level over the ``rect`` exposed; missing ones
+        covered by coarser tiles drawn first (see the module docstring)."""
         painter.fillRect(rect, BACKGROUND)
         if self.grid is None or self.loader is None:
             return
-        w, h = self.grid.size
+        grid, loader = self.grid, self.loader
+        w, h = grid.size
         painter.fillRect(QRectF(0, 0, w, h).intersected(rect), Qt.GlobalColor.white)
         level = self.target_level()
-        visible = self.visible_tiles(level)
-        grid, loader = self.grid, self.loader
-        painter.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, True)
-        drawn, fallback = [], 0
+        visible = self.visible_tiles(level, nearest_first=False)
+        smooth = not self.moving
+        painter.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, smooth)
+        present, missing = [], []
         for key in visible:
             entry = loader.entry(key)
             if entry is None and loader.synchronous:
                 loader.read_now(key)
                 entry = loader.entry(key)
-            x0, y0, x1, y1 = grid.tile_bounds(*key[:3])
-            if entry is not None:
-                self._draw_tile(painter, key[0], entry, (x0, y0, x1, y1), (x0, y0, x1, y1))
-                drawn.append(key)
-                continue
-            fallback += self._draw_coarser(painter, level, (x0, y0, x1, y1))
+            if entry is None:
+                missing.append(key)
+            else:
+                present.append((key, entry))
+        fallback = covers = 0
+        if missing:
+            under: dict[tuple[int, int, int], list] = {}
+            for key in missing:
+                fallback += self._cover(level, grid.tile_bounds(*key[:3]), under)
+            for (coarse, c, r), (entry, x0, y0, x1, y1) in sorted(under.items(), key=lambda kv: -kv[0][0]):
+                cb = grid.tile_bounds(coarse, c, r)
+                part = (max(x0, cb[0], rect.left()), max(y0, cb[1], rect.top()),
+                        min(x1, cb[2], rect.right()), min(y1, cb[3], rect.bottom()))
+                if part[2] > part[0] and part[3] > part[1]:
+                    self._draw_tile(painter, coarse, entry, cb, part)
+                    covers += 1
+        # the tiles of the level, whole (inlined tile_bounds / _draw_tile: this loop runs
+        # for up to ~300 tiles per paint)
+        d, t = grid.downsamples[level], grid.tile_size
+        lw, lh = grid.level_dimensions[level]
+        draw = painter.drawImage
+        for (_level, c, r, _scale), (scale, img) in present:
+            x, y = c * t, r * t
+            tw, th = min(t, lw - x), min(t, lh - y)
+            draw(QRectF(x * d, y * d, tw * d, th * d), img, QRectF(0.0, 0.0, tw / scale, th / scale))
+        drawn = [key for key, _entry in present]
         self.last_paint = {"level": level, "visible": visible, "drawn": drawn, "fallback": fallback,
-                           "complete": len(drawn) == len(visible), "time": time.perf_counter(),
+                           "covers": covers, "complete": not missing, "time": time.perf_counter(), "smooth": smooth,
                            "rect": self.visible_rect()}
 
-    def _draw_coarser(self, painter: QPainter, level: int, bounds: tuple[float, float, float, float]) -> int:
-        """Cover a missing tile with a coarser decode of itself or the cached tiles of the
-        nearest coarser level that has them all (stretched); 1 if covered, else 0 (the white
-        slide shows)."""
+    def _cover(self, level: int, bounds: tuple[float, float, float, float], under: dict) -> int:
+        """Find cover for a missing tile (level-0 ``bounds``): a coarser decode of itself or
+        the cached tiles of the nearest coarser level that has them all; add them to
+        ``under`` ((level, col, row) -> [entry, x0, y0, x1, y1 of the missing area they
+        cover]); 1 if covered, else 0 (the white slide shows)."""
         grid, loader = self.grid, self.loader
         x0, y0, x1, y1 = bounds
         eps = 1e-6 * (x1 - x0)
@@ -233,10 +327,12 @@ class SlideGraphicsView(QGraphicsView):
             if not keys or any(e is None for e in entries):
                 continue
             for (c, r), entry in zip(keys, entries):
-                cb = grid.tile_bounds(coarse, c, r)
-                part = (max(x0, cb[0]), max(y0, cb[1]), min(x1, cb[2]), min(y1, cb[3]))
-                if part[2] > part[0] and part[3] > part[1]:
-                    self._draw_tile(painter, coarse, entry, cb, part)
+                have = under.get((coarse, c, r))
+                if have is None:
+                    under[(coarse, c, r)] = [entry, x0, y0, x1, y1]
+                else:
+                    have[1], have[2] = min(have[1], x0), min(have[2], y0)
+                    have[3], have[4] = max(have[3], x1), max(have[4], y1)
             return 1
         return 0
 
@@ -296,7 +392,8 @@ class SlideGraphicsView(QGraphicsView):
 
     def scrollContentsBy(self, dx: int, dy: int) -> None:  # noqa: N802 (Qt API)
         super().scrollContentsBy(dx, dy)
-        self._changed()
+        if not self._in_set_view:
+            self._changed()
 
     def resizeEvent(self, event) -> None:  # noqa: N802 (Qt API)
         super().resizeEvent(event)

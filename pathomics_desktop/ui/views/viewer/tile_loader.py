@@ -4,7 +4,11 @@ The GUI thread only asks (:meth:`TileLoader.request`) and looks up (:meth:`TileL
 worker threads read through the Qt-free :class:`~pathomics_desktop.slides.viewer_tiles.PyramidTileReader`
 (stored JPEG tiles decoded by libjpeg with the GIL released, or one OpenSlide handle per
 thread), turn the pixels into a ``QImage`` (allowed off the GUI thread, unlike ``QPixmap``)
-and hand it over through a queued signal. Every request replaces the previous one: queued
+and hand it over: finished tiles are collected in a list and the GUI thread is woken by one
+queued signal per batch (not one per tile), stores the whole batch and announces it with one
+:attr:`TileLoader.tiles_ready`. The workers run at a lower CPU priority (``nice``
+:data:`WORKER_NICE`, Linux) so that on a small machine the GUI thread is not preempted by
+its own readers while it paints. Every request replaces the previous one: queued
 tiles that are no longer wanted are dropped before anyone reads them (counted in
 :attr:`TileLoader.dropped`). The coarsest level is never evicted, so the viewer always has
 something to stretch while finer tiles load.
@@ -15,7 +19,11 @@ view reads missing tiles on the GUI thread while it paints (the baseline, never 
 
 from __future__ import annotations
 
+import itertools
+import os
+import sys
 import threading
+import time
 from collections import OrderedDict, deque
 
 import numpy as np
@@ -24,6 +32,22 @@ from PySide6.QtGui import QImage
 
 
 Key = tuple[int, int, int, int]  # (level, col, row, scale): decoded at 1/scale
+
+#: nice value of the reader threads (Linux: per thread; 0 = the GUI's priority)
+WORKER_NICE = 10
+
+
+def lower_thread_priority(nice: int = WORKER_NICE) -> bool:
+    """Give the calling thread a lower CPU priority (Linux ``setpriority`` on its thread id,
+    which affects only that thread); False where that is not possible."""
+    if not sys.platform.startswith("linux") or nice <= 0:
+        return False
+    try:
+        tid = threading.get_native_id()
+        os.setpriority(os.PRIO_PROCESS, tid, max(os.getpriority(os.PRIO_PROCESS, tid), nice))
+    except OSError:
+        return False
+    return True
 
 
 def rgb_to_qimage(rgb: np.ndarray) -> QImage:
@@ -38,16 +62,19 @@ def rgb_to_qimage(rgb: np.ndarray) -> QImage:
 class TileLoader(QObject):
     """Worker threads + per-level LRU cache (a byte budget per level) of viewer tiles of one slide."""
 
-    #: a tile arrived in the cache (level, col, row)
-    tile_ready = Signal(object)
+    #: a batch of tiles arrived: the keys of those now in the cache (one signal per batch)
+    tiles_ready = Signal(list)
     #: a tile could not be read: (key, message)
     tile_failed = Signal(object, str)
-    _delivered = Signal(object, object, str)  # key, QImage | None, error message
+    _delivered = Signal()  # worker -> GUI: the arrived list has tiles (queued, once per batch)
+    _serials = itertools.count(1)
 
     def __init__(self, reader, *, workers: int = 2, budget_mb_per_level: float = 96.0, synchronous: bool = False,
                  parent: QObject | None = None):
         super().__init__(parent)
         self.reader = reader
+        #: unique per loader (for caches of what was drawn from it; ids of dead objects recur)
+        self.serial = next(TileLoader._serials)
         self.grid = reader.grid
         self.synchronous = synchronous
         #: bytes of decoded tiles kept per level (the tiles of the current view are never evicted)
@@ -66,6 +93,12 @@ class TileLoader(QObject):
         self.read_log: list[tuple[Key, int]] = []
         self.dropped = 0
         self.failed: dict[Key, str] = {}
+        #: (key, QImage | None, error) read by workers, not yet stored (guarded by _cond)
+        self._arrived: list[tuple[Key, QImage | None, str]] = []
+        self._wake_pending = False
+        #: (start, end, tiles) of every batch stored on the GUI thread (perf_counter seconds)
+        self.batch_log: deque[tuple[float, float, int]] = deque(maxlen=20000)
+        self.nice = WORKER_NICE
         self._delivered.connect(self._on_delivered)
         self._threads: list[threading.Thread] = []
         if not synchronous:
@@ -119,6 +152,11 @@ class TileLoader(QObject):
             self._queued = set(fresh)
             self._cond.notify_all()
 
+    @property
+    def wanted(self) -> set[tuple[int, int, int]]:
+        """(level, col, row) of the tiles of the last request (the current view's)."""
+        return self._protected
+
     def pending(self) -> int:
         """Tiles queued or being read."""
         with self._cond:
@@ -135,16 +173,28 @@ class TileLoader(QObject):
         self._store(key, img)
         return self.get(key)
 
-    @Slot(object, object, str)
-    def _on_delivered(self, key: Key, img: QImage | None, error: str) -> None:
+    @Slot()
+    def _on_delivered(self) -> None:
+        """Store every tile the workers have finished since the last batch; one
+        :attr:`tiles_ready` for all of them (also when all of them failed, so that a view
+        waiting for its last tile learns that none is pending)."""
+        t0 = time.perf_counter()
         with self._cond:
-            self._inflight.discard(key)
-        if img is None:
-            self.failed[key] = error
-            self.tile_failed.emit(key, error)
-            return
-        self._store(key, img)
-        self.tile_ready.emit(key)
+            batch, self._arrived = self._arrived, []
+            self._wake_pending = False
+            for key, _img, _error in batch:
+                self._inflight.discard(key)
+        stored = []
+        for key, img, error in batch:
+            if img is None:
+                self.failed[key] = error
+                self.tile_failed.emit(key, error)
+            else:
+                self._store(key, img)
+                stored.append(key)
+        self.batch_log.append((t0, time.perf_counter(), len(batch)))
+        if batch:
+            self.tiles_ready.emit(stored)
 
     def _store(self, key: Key, img: QImage) -> None:
         """Cache a tile (the finer decode wins); evict the least recently used tiles of the
@@ -168,19 +218,25 @@ class TileLoader(QObject):
             self._bytes[level] -= cache.pop(cr)[1].sizeInBytes()
 
     def close(self) -> None:
-        """Stop the workers (after their current tile) and close the reader."""
+        """Stop the workers (after their current tile), close the reader and let go of the
+        cached tiles (their memory is freed now, whenever this object itself goes)."""
         with self._cond:
             self._closed = True
             self._queue.clear()
             self._queued.clear()
+            self._arrived.clear()
             self._cond.notify_all()
         for t in self._threads:
             t.join(timeout=5.0)
         self._threads = []
         self.reader.close()
+        for cache in self._cache.values():
+            cache.clear()
+        self._bytes = {lv: 0 for lv in self._bytes}
 
     # -- worker threads ---------------------------------------------------------------
     def _work(self) -> None:
+        lower_thread_priority(self.nice)
         while True:
             with self._cond:
                 while not self._queue and not self._closed:
@@ -199,4 +255,7 @@ class TileLoader(QObject):
             with self._cond:
                 if self._closed:
                     return
-            self._delivered.emit(key, img, error)
+                self._arrived.append((key, img, error))
+                wake, self._wake_pending = not self._wake_pending, True
+            if wake:
+                self._delivered.emit()
