@@ -28,6 +28,8 @@ COMMAND_MODULES = (
     "pathomics_desktop.signature.cli",
     "pathomics_desktop.signature.report_cli",
     "pathomics_desktop.jobs.cli",
+    "pathomics_desktop.registry.users_cli",
+    "pathomics_desktop.reports.cli",
 )
 
 #: ``pathomics bench NAME`` -> "module:function"; the function takes the remaining argv

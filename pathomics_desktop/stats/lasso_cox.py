@@ -465,49 +465,218 @@ class _RawPath:
     dev: list[float]
 
 
-_SWEEP_KERNEL = None
+_PATH_KERNEL = None
 
 
-def _cd_sweep_kernel():
-    """The coordinate-descent pass of :func:`_glmnet_cd_path`, compiled once with numba
-    (cached on disk), as glmnet's Fortran loop: per feature ``k`` of ``order``,
-    ``g_k = x_k' r``, ``u = a_k v_k + g_k``, ``a_k <- S(u, lambda) / v_k`` (soft threshold,
-    ``v_k = sum_i w_i x_ik^2``); on a change ``delta`` the working residuals follow,
-    ``r <- r - delta w x_k``, and ``v_k delta^2`` enters the convergence measure (its maximum
-    is returned)."""
-    global _SWEEP_KERNEL
-    if _SWEEP_KERNEL is None:
-        import numba
+def _cd_path_kernel():
+    """glmnet's Cox path loop (Fortran ``coxnet1``, ``alpha = 1``) as one numba-compiled function
+    (cached on disk; one function without references to other compiled functions, so that the
+    cache is reused across processes): no Python runs per sweep or per quadratic approximation.
 
-        @numba.njit(cache=True)
-        def sweep(order, a_s, v_s, resid, xs_s, w, al, is_active_s, entered, n_entered):  # pragma: no cover
-            dli = 0.0
-            n = resid.size
-            for k in order:
-                ak = a_s[k]
-                vk = v_s[k]
-                gk = 0.0
+    A sweep visits the features of ``order`` in turn: ``g_k = x_k' r``, ``u = a_k v_k + g_k``,
+    ``a_k <- S(u, lambda) / v_k`` (soft threshold, ``v_k = sum_i w_i x_ik^2``); on a change ``delta``
+    the working residuals follow, ``r <- r - delta w x_k``, and ``v_k delta^2`` enters the
+    convergence measure ``dli``. The update of ``r`` after one change is done in the same pass over
+    ``r`` as the next feature's ``x_k' r``, with ``w x_k`` computed once per round. ``w`` and ``r``
+    are recomputed (:meth:`_CoxData.working`, O(n) suffix sums over the nested risk sets) only
+    between coordinate-descent rounds. Sums are compiled with reassociation allowed (vectorised);
+    that changes their rounding (~1e-16 relative), not the algorithm."""
+    global _PATH_KERNEL
+    if _PATH_KERNEL is not None:
+        return _PATH_KERNEL
+    import numba
+
+    # reassociation lets the inner products vectorise; no assumptions about NaN or infinity
+    @numba.njit(cache=True, fastmath={"reassoc", "contract"})
+    def path(xs, q, ev, k_i, dk, eligible, wr, w, ga, r0, rr, lam_user, nlam, alf, cthr, maxit, mnl, fdev, devmax,
+             big, big_eta, lams, betas, devs):  # pragma: no cover
+        """Fills ``lams[:m]``, ``betas[:m]``, ``devs[:m]`` and returns ``m`` (lambdas done).
+        ``wr``, ``w``, ``ga`` (residuals, weights, ``|x_j' r|`` at beta = 0) are updated in place."""
+        n, p = xs.shape
+        m = dk.size
+        e = np.empty(n)
+        s = np.empty(m + 1)
+        bcum = np.empty(m + 1)
+        ccum = np.empty(m + 1)
+        resid = np.empty(n)
+        wx = np.empty((p, n))  # wx[j, i] = w_i x_ij for the strong set (rows contiguous)
+        f = np.zeros(n)
+        a = np.zeros(p)
+        a_start = np.zeros(p)
+        v = np.zeros(p)
+        in_strong = np.zeros(p, dtype=np.bool_)
+        is_active = np.zeros(p, dtype=np.bool_)
+        active = np.empty(p, dtype=np.intp)
+        strong = np.empty(p, dtype=np.intp)
+        nin = 0
+        user = lam_user.size > 0
+        nlp = 0
+        al = 0.0
+        done = 0
+        for ilm in range(nlam):
+            al0 = al
+            if user:
+                al = lam_user[ilm]
+            elif ilm > 1:
+                al = al * alf
+            elif ilm == 0:
+                al = big
+            else:
+                gmax = 0.0
+                for j in range(p):
+                    if eligible[j] and ga[j] > gmax:
+                        gmax = ga[j]
+                al0 = gmax / max(1.0, 1e-3)
+                al = alf * al0
+            tlam = 2.0 * al - al0
+            for j in range(p):
+                if eligible[j] and ga[j] > tlam:
+                    in_strong[j] = True
+            failed = False
+            while True:  # glmnet's ':again:' loop
+                if nlp > maxit:
+                    failed = True
+                    break
+                a_start[:] = a
+                ns = 0
+                for j in range(p):
+                    if in_strong[j]:
+                        strong[ns] = j
+                        ns += 1
+                if ns > 0:
+                    for c in range(ns):
+                        j = strong[c]
+                        vj = 0.0
+                        for i in range(n):
+                            wx[j, i] = w[i] * xs[i, j]
+                            vj += xs[i, j] * wx[j, i]
+                        v[j] = vj
+                    resid[:] = wr
+                    # a sweep of the strong set; while it moves, sweeps of the active set until
+                    # they converge, then the strong set again
+                    over_strong = True
+                    while True:
+                        nlp += 1
+                        order = strong if over_strong else active
+                        count = ns if over_strong else nin
+                        dli = 0.0
+                        last = -1  # the residual update of the previous change is fused with the next x_k' r
+                        last_delta = 0.0
+                        for c in range(count):
+                            k = order[c]
+                            ak = a[k]
+                            vk = v[k]
+                            gk = 0.0
+                            if last >= 0:
+                                for i in range(n):
+                                    ri = resid[i] - last_delta * wx[last, i]
+                                    resid[i] = ri
+                                    gk += xs[i, k] * ri
+                                last = -1
+                            else:
+                                for i in range(n):
+                                    gk += xs[i, k] * resid[i]
+                            u = ak * vk + gk
+                            au = abs(u)
+                            at = 0.0 if au <= al else math.copysign(au - al, u) / vk
+                            if at != ak:
+                                delta = at - ak
+                                a[k] = at
+                                d = vk * delta * delta
+                                if d > dli:
+                                    dli = d
+                                last = k
+                                last_delta = delta
+                                if not is_active[k]:  # enters the active set (glmnet's order)
+                                    is_active[k] = True
+                                    active[nin] = k
+                                    nin += 1
+                        if last >= 0:
+                            for i in range(n):
+                                resid[i] -= last_delta * wx[last, i]
+                        if dli < cthr:
+                            if over_strong:
+                                break
+                            over_strong = True
+                            continue
+                        if nlp > maxit:
+                            failed = True
+                            break
+                        over_strong = False
+                    if failed:
+                        break
+                    for c in range(ns):
+                        j = strong[c]
+                        dj = a[j] - a_start[j]
+                        if dj != 0.0:
+                            for i in range(n):
+                                f[i] += xs[i, j] * dj
+                else:
+                    nlp += 1
+                # the quadratic approximation at the new eta: w and r (see _CoxData.working)
+                s[:] = 0.0
                 for i in range(n):
-                    gk += xs_s[i, k] * resid[i]
-                u = ak * vk + gk
-                au = abs(u)
-                at = 0.0 if au <= al else math.copysign(au - al, u) / vk
-                if at != ak:
-                    delta = at - ak
-                    a_s[k] = at
-                    d = vk * delta * delta
-                    if d > dli:
-                        dli = d
-                    for i in range(n):
-                        resid[i] -= delta * w[i] * xs_s[i, k]
-                    if not is_active_s[k]:
-                        is_active_s[k] = True
-                        entered[n_entered[0]] = k
-                        n_entered[0] += 1
-            return dli
+                    e[i] = q[i] * math.exp(min(max(f[i], -big_eta), big_eta))
+                    s[k_i[i]] += e[i]
+                for k in range(m - 1, -1, -1):
+                    s[k] += s[k + 1]
+                bcum[0] = 0.0
+                ccum[0] = 0.0
+                for k in range(m):
+                    bcum[k + 1] = bcum[k] + dk[k] / s[k + 1]
+                    ccum[k + 1] = ccum[k] + dk[k] / (s[k + 1] * s[k + 1])
+                for i in range(n):
+                    b = bcum[k_i[i]]
+                    wr[i] = q[i] * ev[i] - e[i] * b
+                    w[i] = max(e[i] * b - e[i] * e[i] * ccum[k_i[i]], 0.0)
+                    if k_i[i] > 0 and w[i] <= 0.0:  # glmnet's outer(): jerr = -30000, path truncated
+                        failed = True
+                if failed:
+                    break
+                moved = False
+                for c in range(nin):
+                    j = active[c]
+                    dj = a[j] - a_start[j]
+                    if v[j] * dj * dj >= cthr:
+                        moved = True
+                        break
+                if moved:
+                    continue
+                violated = False  # KKT check of the features outside the strong set
+                for j in range(p):
+                    if eligible[j] and not in_strong[j]:
+                        g = 0.0
+                        for i in range(n):
+                            g += wr[i] * xs[i, j]
+                        ga[j] = abs(g)
+                        if ga[j] > al:
+                            in_strong[j] = True
+                            violated = True
+                if violated:
+                    continue
+                break
+            if failed:
+                break
+            # log-likelihood at eta = f (see _CoxData.loglik); s holds the risk sums of this f
+            ll = 0.0
+            for i in range(n):
+                ll += q[i] * ev[i] * min(max(f[i], -big_eta), big_eta)
+            for k in range(m):
+                ll -= dk[k] * math.log(s[k + 1])
+            lams[done] = al
+            betas[done, :] = a
+            devs[done] = (ll - r0) / rr
+            done += 1
+            if ilm + 1 < mnl or user:
+                continue
+            if (devs[done - 1] - devs[done - mnl]) / devs[done - 1] < fdev:
+                break
+            if devs[done - 1] > devmax:
+                break
+        return done
 
-        _SWEEP_KERNEL = sweep
-    return _SWEEP_KERNEL
+    _PATH_KERNEL = path
+    return path
 
 
 def _glmnet_cd_path(data: _CoxData, xs: np.ndarray, const: np.ndarray, lam_user: np.ndarray | None, nlambda: int,
@@ -521,132 +690,35 @@ def _glmnet_cd_path(data: _CoxData, xs: np.ndarray, const: np.ndarray, lam_user:
     and ``r`` are recomputed at the new ``eta``, and the lambda is done when no active
     coefficient moved by ``v_j delta_j^2 >= thresh * D0`` since the last recomputation and no
     excluded feature violates ``|x_j' r| <= lambda``. ``maxit`` bounds the total number of sweeps
-    (glmnet then returns the path so far, as here).
+    (glmnet then returns the path so far, as here). The loop runs compiled (:func:`_cd_path_kernel`).
     """
     n, p = xs.shape
-    xs = np.asfortranarray(xs)
+    xs = np.asfortranarray(xs, dtype=float)
     eligible = ~const
-    a = np.zeros(p)
     f = np.zeros(n)
     r0 = data.loglik(f)
     dk = data.dk[data.dk > 0]
     rr = -(float(np.dot(dk, np.log(dk))) + r0)
-    cthr = thresh * rr
     wr, w = data.working(f)
     ga = np.zeros(p)
     ga[eligible] = np.abs(wr @ xs[:, eligible])
-    in_strong = np.zeros(p, dtype=bool)
-    active: list[int] = []
-    is_active = np.zeros(p, dtype=bool)
-    v = np.zeros(p)
     user = lam_user is not None
     nlam = lam_user.size if user else nlambda
     alf = 1.0
     if not user:
         alf = max(1e-6, flmin) ** float(_F32(1.0) / _F32(nlam - 1))  # eqs**(1.0/(nlam-1)), single precision
-    out = _RawPath([], [], [])
-    nlp = 0
-    al = 0.0
-    mnl = min(_MNLAM, nlam)
-
-    for ilm in range(nlam):
-        al0 = al
-        if user:
-            al = float(lam_user[ilm])
-        elif ilm > 1:
-            al = al * alf
-        elif ilm == 0:
-            al = _BIG
-        else:
-            al0 = float(ga[eligible].max()) / max(1.0, 1e-3)
-            al = alf * al0
-        tlam = 2.0 * al - al0
-        in_strong |= eligible & (ga > tlam)
-        failed = False
-        while True:  # glmnet's ':again:' loop
-            if nlp > maxit:
-                failed = True
-                break
-            a_start = a.copy()
-            strong_idx = np.flatnonzero(in_strong)
-            if strong_idx.size:
-                # glmnet's own scheme: x_j' r is recomputed at each visit (O(n)) and the
-                # residuals follow each update, r <- r - delta w x_j (compiled loop)
-                xs_s = np.asfortranarray(xs[:, strong_idx])
-                v[strong_idx] = np.einsum("ij,ij,i->j", xs_s, xs_s, w)
-                resid = np.array(wr, dtype=float)
-                a_s = a[strong_idx].copy()
-                v_s = v[strong_idx].copy()
-                sweep_kernel = _cd_sweep_kernel()
-                entered = np.empty(strong_idx.size, dtype=np.intp)
-                n_entered = np.zeros(1, dtype=np.intp)
-
-                def sweep(idx: np.ndarray) -> float:
-                    """One cyclic pass over ``idx`` (positions in the strong set), compiled;
-                    features that enter the active set are appended in glmnet's order."""
-                    local_active = is_active[strong_idx]
-                    n_entered[0] = 0
-                    dli = sweep_kernel(idx, a_s, v_s, resid, xs_s, w, al, local_active, entered, n_entered)
-                    for k in entered[:n_entered[0]]:
-                        j = int(strong_idx[k])
-                        is_active[j] = True
-                        active.append(j)
-                    return dli
-
-                local = np.full(p, -1, dtype=np.intp)  # feature -> position in the strong set
-                local[strong_idx] = np.arange(strong_idx.size)
-                all_local = np.arange(strong_idx.size, dtype=np.intp)
-                while True:
-                    nlp += 1
-                    if sweep(all_local) < cthr:
-                        break
-                    if nlp > maxit:
-                        failed = True
-                        break
-                    act_local = local[np.asarray(active, dtype=np.intp)]
-                    while True:
-                        nlp += 1
-                        if sweep(act_local) < cthr:
-                            break
-                        if nlp > maxit:
-                            failed = True
-                            break
-                    if failed:
-                        break
-                if failed:
-                    break
-                a[strong_idx] = a_s
-                f = f + xs_s @ (a[strong_idx] - a_start[strong_idx])
-            else:
-                nlp += 1
-            wr, w = data.working(f)
-            if np.any(w[data.k_i > 0] <= 0):  # glmnet's outer(): jerr = -30000, path truncated
-                failed = True
-                break
-            act = np.asarray(active, dtype=np.intp)
-            if act.size and np.any(v[act] * (a[act] - a_start[act]) ** 2 >= cthr):
-                continue
-            rest = np.flatnonzero(eligible & ~in_strong)
-            if rest.size:
-                ga[rest] = np.abs(wr @ xs[:, rest])
-                viol = rest[ga[rest] > al]
-                if viol.size:
-                    in_strong[viol] = True
-                    continue
-            break
-        if failed:
-            break
-        out.lambdas.append(al)
-        out.beta.append(a.copy())
-        out.dev.append((data.loglik(f) - r0) / rr)
-        if ilm + 1 < mnl or user:
-            continue
-        dev = out.dev
-        if (dev[-1] - dev[-mnl]) / dev[-1] < _FDEV:
-            break
-        if dev[-1] > _DEVMAX:
-            break
-    return out
+    lams = np.empty(nlam)
+    betas = np.empty((nlam, p))
+    devs = np.empty(nlam)
+    done = _cd_path_kernel()(
+        xs, np.ascontiguousarray(data.q, dtype=float), np.ascontiguousarray(data.event, dtype=float),
+        np.ascontiguousarray(data.k_i, dtype=np.intp), np.ascontiguousarray(data.dk, dtype=float),
+        np.ascontiguousarray(eligible), np.array(wr, dtype=float), np.array(w, dtype=float), ga, float(r0), float(rr),
+        np.ascontiguousarray(lam_user if user else np.empty(0), dtype=float), int(nlam), float(alf),
+        float(thresh * rr), int(maxit), int(min(_MNLAM, nlam)), float(_FDEV), float(_DEVMAX), float(_BIG),
+        float(_BIG_ETA), lams, betas, devs,
+    )
+    return _RawPath(list(lams[:done]), [betas[k].copy() for k in range(done)], list(devs[:done]))
 
 
 @dataclass

@@ -29,14 +29,26 @@ def sorted_levels(values) -> list[str]:
 
 def label_array(values) -> np.ndarray:
     """``level_label`` of every value as an object array, computed once per distinct value
-    (hash-based: 10,000 patients have a handful of levels). ``None`` stays ``None``-labelled
-    as :func:`level_label` writes it ("None"), NaN as "nan"."""
+    (hash-based, vectorised: 10,000 patients have a handful of levels). ``None`` is labelled
+    "None" and NaN "nan", as :func:`level_label` writes them."""
     import pandas as pd
 
-    values = list(values)
-    if not values:
-        return np.array([], dtype=object)
-    if any(v is None for v in values):
-        return np.array([level_label(v) for v in values], dtype=object)
-    codes, uniques = pd.factorize(pd.Series(values, dtype=object), use_na_sentinel=False)
-    return np.asarray([level_label(v) for v in uniques], dtype=object)[codes]
+    if isinstance(values, pd.Series):
+        arr = values.to_numpy(dtype=object)
+    else:
+        seq = values if isinstance(values, np.ndarray) else list(values)
+        arr = np.empty(len(seq), dtype=object)
+        arr[:] = seq
+    out = np.empty(len(arr), dtype=object)
+    if not len(arr):
+        return out
+    kind = pd.api.types.infer_dtype(arr, skipna=True)  # one pass in C
+    if "boolean" in kind or kind in ("mixed", "mixed-integer", "unknown-array"):  # True == 1 when hashed
+        return np.asarray([level_label(v) for v in arr], dtype=object)
+    missing = np.asarray(pd.isna(arr), dtype=bool)
+    present = ~missing
+    codes, uniques = pd.factorize(arr[present])
+    out[present] = np.asarray([level_label(u) for u in uniques], dtype=object)[codes]
+    for i in np.flatnonzero(missing):  # usually few: None and NaN keep their own labels
+        out[i] = level_label(arr[i])
+    return out
