@@ -329,6 +329,14 @@ class Job(Base):
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
     started_at: Mapped[Optional[dt.datetime]] = mapped_column(DateTime)
     finished_at: Mapped[Optional[dt.datetime]] = mapped_column(DateTime)
+    #: the worker running the job, ``host:pid:uuid`` (None when not running; kept when finished)
+    worker: Mapped[Optional[str]] = mapped_column(String(128))
+    #: the running worker's last heartbeat (UTC); older than the lease -> the job is requeued
+    heartbeat_at: Mapped[Optional[dt.datetime]] = mapped_column(DateTime)
+    #: times the job was requeued because its worker stopped sending heartbeats
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+
+    __table_args__ = (Index("ix_jobs_status_heartbeat", "status", "heartbeat_at"),)
 
 
 # -- audit trail ---------------------------------------------------------------------------

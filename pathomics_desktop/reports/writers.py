@@ -424,3 +424,9 @@ def _write_xlsx(tables: Sequence[PublicationTable], tmp: Path, style: TableStyle
     for table, name in zip(tables, _unique_sheet_names(tables)):
         _xlsx_sheet(workbook.create_sheet(title=name), table, style)
     workbook.save(str(tmp))
+
+
+def append_docx_table(document, table: PublicationTable, style: TableStyle | None = None) -> None:
+    """Add ``table`` (caption, three-line table, footnotes) to an open python-docx document
+    (the study bundle's report.docx puts tables and figures in one document)."""
+    _docx_table(document, table, style or TableStyle())

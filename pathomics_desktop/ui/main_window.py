@@ -444,7 +444,8 @@ class MainWindow(QMainWindow):
             for label in (self.user_label, self.database_label, self.schema_label):
                 label.setText("")
             return
-        self.user_label.setText(f"User: {self.ctx.user}")
+        from pathomics_desktop.registry.users import user_label_text  # role on PostgreSQL
+        self.user_label.setText(user_label_text(self.ctx.user, self.ctx.registry))
         self.database_label.setText(f"Database: {describe_database(self.ctx.registry.url)}")
         head = head_revision()
         state = "current" if self.schema_revision == head else f"program knows {head}"

@@ -2,7 +2,8 @@
 
 Layout: the cohort filter panel on the left; on the right the view's controls, its content
 (plots, tables), a footnote with the filter, n and the snapshot id, and the buttons Copy image,
-Copy data (tab-separated) and Export (PNG or SVG, the footnote drawn under the figure).
+Copy data (tab-separated) and Export (PNG or SVG of the widget with the footnote drawn under it,
+PDF of the figure, DOCX/XLSX/CSV of the table; each export recorded in the ledger).
 
 A subclass supplies (Orange's task-state habit, napari's Qt-free model + thin view):
 
@@ -51,7 +52,10 @@ from pathomics_desktop.ui.views.analysis.filter_panel import CohortFilterPanel
 from pathomics_desktop.ui.views.base import View
 from pathomics_desktop.ui.views.common import show_message
 
-EXPORT_FORMATS = "PNG image (*.png);;SVG vector drawing (*.svg)"
+EXPORT_FORMATS = ("PNG image (*.png);;SVG vector drawing (*.svg);;PDF vector drawing (*.pdf);;"
+                  "Word table (*.docx);;Excel workbook (*.xlsx);;CSV table (*.csv)")
+#: the table formats of Export (the view's table: ``reports.view_tables``, else its Copy data)
+TABLE_EXPORTS = (".docx", ".xlsx", ".csv")
 
 
 @dataclass
@@ -144,7 +148,7 @@ class AnalysisView(View):
         self.copy_data_button.setToolTip("Copy the numbers as tab-separated text (pastes into a spreadsheet)")
         self.copy_data_button.clicked.connect(self.copy_data)
         self.export_button = QPushButton("Export...")
-        self.export_button.setToolTip("Save as PNG (300 dpi) or SVG; the footnote names the filter and snapshot")
+        self.export_button.setToolTip("Save as PNG (300 dpi), SVG, PDF, DOCX, XLSX or CSV; the footnote names the filter and snapshot, and the ledger records the export")
         self.export_button.clicked.connect(self.export_dialog)
         buttons.addStretch(1)
         for button in (self.copy_image_button, self.copy_data_button, self.export_button):
@@ -304,33 +308,93 @@ class AnalysisView(View):
         QGuiApplication.clipboard().setImage(self.render_image())
 
     def export_to(self, path: str | Path) -> Path:
-        """Export to ``path``: ``.png`` (300 dpi, 2x) or ``.svg`` (vector)."""
+        """Export to ``path`` and record it in the project's ledger (``reports.ledger``):
+        ``.png`` (300 dpi, 2x) or ``.svg`` (vector) of the widget; ``.pdf`` (vector) of the
+        figure description through ``reports.figures.save_figure``; ``.docx``, ``.xlsx`` or
+        ``.csv`` of the view's table (``reports.view_tables``, else its Copy data)."""
         path = Path(path)
         if self.computed is None:
             raise UserError(f"{self.title}: nothing to export yet")
         suffix = path.suffix.lower()
+        if suffix not in (".png", ".svg", ".pdf", *TABLE_EXPORTS):
+            raise UserError(f"{path.name}: export as .png, .svg, .pdf, .docx, .xlsx or .csv")
+        entry = self._ledger_entry()
         if suffix == ".png":
             if not self.render_image().save(str(path)):
                 raise UserError(f"cannot write {path}")
-            return path
-        if suffix == ".svg":
-            from PySide6.QtSvg import QSvgGenerator
+        elif suffix == ".svg":
+            self._write_svg(path)
+        elif suffix in TABLE_EXPORTS:
+            self._write_table(path)
+        else:
+            self._write_pdf(path)
+        self._record(entry, path)
+        return path
 
-            widget = self.export_widget()
-            size = widget.size()
-            note_height = self.footnote.heightForWidth(size.width()) + 8
-            generator = QSvgGenerator()
-            generator.setFileName(str(path))
-            generator.setSize(QSize(size.width(), size.height() + note_height))
-            generator.setViewBox(QRect(0, 0, size.width(), size.height() + note_height))
-            generator.setTitle(self.title)
-            generator.setDescription(self.footnote.text())
-            painter = QPainter(generator)
-            widget.render(painter, QPoint(0, 0))
-            self._paint_footnote(painter, size.width(), size.height(), note_height)
-            painter.end()
-            return path
-        raise UserError(f"{path.name}: export as .png or .svg (DOCX, XLSX and PDF come with the report exports)")
+    def _write_svg(self, path: Path) -> None:
+        from PySide6.QtSvg import QSvgGenerator
+
+        widget = self.export_widget()
+        size = widget.size()
+        note_height = self.footnote.heightForWidth(size.width()) + 8
+        generator = QSvgGenerator()
+        generator.setFileName(str(path))
+        generator.setSize(QSize(size.width(), size.height() + note_height))
+        generator.setViewBox(QRect(0, 0, size.width(), size.height() + note_height))
+        generator.setTitle(self.title)
+        generator.setDescription(self.footnote.text())
+        painter = QPainter(generator)
+        widget.render(painter, QPoint(0, 0))
+        self._paint_footnote(painter, size.width(), size.height(), note_height)
+        painter.end()
+
+    def _write_table(self, path: Path) -> None:
+        """The view's table (the same ``view_tables`` function as ``pathomics report``)."""
+        from pathomics_desktop.reports.tables import SourceNote, TableStyle
+        from pathomics_desktop.reports.view_tables import publication_tables
+        from pathomics_desktop.reports.writers import write_tables
+
+        computed = self.computed
+        note = SourceNote(computed.cohort_filter.describe(), computed.snapshot_id)
+        tables = publication_tables(computed.model, note, title=self.title,
+                                    table_data=self.table_data(computed.model))
+        if path.suffix.lower() == ".csv":
+            tables = tables[:1]
+        style = TableStyle.for_project(self.ctx.project) if self.ctx is not None else TableStyle()
+        write_tables(tables, path, style)
+
+    def _write_pdf(self, path: Path) -> None:
+        """The figure description drawn for publication (``reports.figures.save_figure``)."""
+        from pathomics_desktop.reports.figures import save_figure
+
+        save_figure(self.computed.model, path, footnote=self.footnote.text() or None)
+
+    def _ledger_entry(self) -> dict | None:
+        """The ledger entry of an export, begun before the file is written (the snapshot's hash
+        must still be the one the numbers came from)."""
+        if self.ctx is None:
+            return None
+        from pathomics_desktop.analytics.snapshot import snapshot_paths
+        from pathomics_desktop.reports.ledger import prepare_entry
+
+        try:
+            params = self.params()
+        except UserError:
+            params = {}
+        self._export_params = params
+        return prepare_entry(self.ctx.project, command=self.view_id, cohort_filter=self.computed.cohort_filter,
+                             params=params, snapshot_path=snapshot_paths(self.ctx.project)[0],
+                             snapshot_id=self.computed.snapshot_id, origin="gui", user=self.ctx.user)
+
+    def _record(self, entry: dict | None, path: Path) -> None:
+        if entry is None:
+            return
+        from pathomics_desktop.reports.ledger import append_entry, description_numbers
+
+        model = self.computed.model
+        self.last_ledger_entry = append_entry(
+            self.ctx.project, entry, output=path, params=self._export_params,
+            numbers=description_numbers(model, self.snapshot_data(model)))
 
     def export_dialog(self) -> None:
         name, _ = QFileDialog.getSaveFileName(self, f"Export {self.title}", f"{self.view_id}.png", EXPORT_FORMATS)
@@ -342,7 +406,8 @@ class AnalysisView(View):
             show_message(self, "Export failed", str(exc))
             return
         if self.ctx is not None:
-            self.ctx.status_message.emit(f"{self.title}: exported to {written}")
+            self.ctx.status_message.emit(f"{self.title}: exported to {written} (ledger entry "
+                                         f"{self.last_ledger_entry['id']})")
 
     # -- screenshots ------------------------------------------------------------------
     def snapshot(self) -> dict[str, Any]:
