@@ -222,11 +222,27 @@ class SessionContext:
         assert self.session is not None
         try:
             if exc_type is None:
-                self.session.commit()
+                try:
+                    self.session.commit()
+                except DatabaseError as failed:
+                    _raise_refusal(failed)
+                    raise
             else:
                 self.session.rollback()
         finally:
             self.session.close()
+        if exc is not None and isinstance(exc, DatabaseError):
+            _raise_refusal(exc)
+
+
+def _raise_refusal(exc: BaseException) -> None:
+    """A change the PostgreSQL server refused to the login's role (SQLSTATE 42501) becomes a
+    :class:`UserError` that says so, in the GUI as in the CLI, instead of a traceback."""
+    from pathomics_desktop.registry.users import refused_by_server
+
+    refusal = refused_by_server(exc)
+    if refusal is not None:
+        raise refusal from None
 
 
 def open_registry(url: str, *, create: bool = False) -> Registry:

@@ -56,6 +56,8 @@ class ProjectContext(QObject):
         from pathomics_desktop.analytics.cohort_filter import CohortFilter
 
         self.cohort_filter = CohortFilter()
+        #: the login's role (registry/permissions.py); the main window sets it once it is read
+        self.role = "admin" if registry.dialect != "postgresql" else ""
 
     # -- the analysis views' shared cohort filter ---------------------------------------
     def set_cohort_filter(self, cohort_filter) -> None:

@@ -408,6 +408,7 @@ class MainWindow(QMainWindow):
         for view in self.views:
             view.set_context(ctx)
         self._stale.clear()
+        self._load_role(ctx)
         settings = outcome.project.settings["project"]
         name = settings.get("name") or outcome.project.root.name
         synthetic = bool(settings.get("synthetic"))
@@ -420,6 +421,25 @@ class MainWindow(QMainWindow):
         self.start_page.reload_recent()
         self._update_actions()
         record_action("project opened")
+
+    def _load_role(self, ctx) -> None:
+        """Ask the registry for the login's role (a worker: a server round trip), then grey out
+        what the role cannot do in every view."""
+        from pathomics_desktop.registry.users import current_role_of
+
+        def loaded(result) -> None:
+            if self.ctx is ctx:
+                self.apply_role(result[1])
+
+        ctx.run(current_role_of, ctx.registry, on_done=loaded, key="main:role", title="Cannot read your role")
+
+    def apply_role(self, role: str) -> None:
+        from pathomics_desktop.ui.permissions import apply_permissions
+
+        if self.ctx is not None:
+            self.ctx.role = role
+        for view in self.views:
+            apply_permissions(view, role)
 
     def close_project(self) -> None:
         """Hand ``None`` to every view, close the registry and show the start page."""

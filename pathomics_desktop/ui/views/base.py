@@ -25,6 +25,9 @@ from PySide6.QtWidgets import QWidget
 class View(QWidget):
     view_id: str = ""
     title: str = ""
+    #: action of :mod:`pathomics_desktop.registry.permissions` -> attribute names of the widgets
+    #: that do it; the main window greys them out when the login's role lacks the action
+    PERMISSIONS: dict[str, tuple[str, ...]] = {}
 
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)

@@ -207,6 +207,9 @@ def _item(text: Any, editable: bool = False) -> QTableWidgetItem:
 
 # -- the view ------------------------------------------------------------------------------
 class ImportWizardView(View):
+
+    #: action -> widgets that do it (greyed out when the role lacks it: ui/permissions.py)
+    PERMISSIONS = {"import": ("next_button", "check_button", "import_button")}
     view_id = "import"
     title = "Import"
 

@@ -215,6 +215,9 @@ class NewJobDialog(QDialog):
 
 # -- the panel -----------------------------------------------------------------------------------
 class JobsView(View):
+
+    #: action -> widgets that do it (greyed out when the role lacks it: ui/permissions.py)
+    PERMISSIONS = {"run_jobs": ("new_button", "cancel_button", "resume_button")}
     view_id = "jobs"
     title = "Jobs"
 

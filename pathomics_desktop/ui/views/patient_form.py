@@ -412,6 +412,10 @@ class VisitDialog(QDialog):
 
 
 class PatientFormView(View):
+
+    #: action -> widgets that do it (greyed out when the role lacks it: ui/permissions.py)
+    PERMISSIONS = {"edit_patients": ("save_button", "add_visit_button", "edit_visit_button", "delete_visit_button"),
+                   "lock_patients": ("lock_button",), "view_identifiers": ("show_identifiers",)}
     view_id = "patient"
     title = "Patient"
 

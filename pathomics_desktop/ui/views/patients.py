@@ -69,6 +69,9 @@ def remember_columns(columns: list[str]) -> None:
 
 
 class PatientsView(View):
+
+    #: action -> widgets that do it (greyed out when the role lacks it: ui/permissions.py)
+    PERMISSIONS = {"view_identifiers": ("show_identifiers",)}
     view_id = "patients"
     title = "Patients"
 

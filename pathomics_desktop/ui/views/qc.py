@@ -96,6 +96,9 @@ class SlideQCCommand(RegistryCommand):
 
 
 class QCQueueView(SlideRowsView):
+
+    #: action -> widgets that do it (greyed out when the role lacks it: ui/permissions.py)
+    PERMISSIONS = {"edit_slides": ("accept_button", "exclude_button")}
     view_id = "qc"
     title = "QC"
 

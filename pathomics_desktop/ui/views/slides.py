@@ -221,6 +221,9 @@ DEMO_SLIDES_HINT = "; on this SYNTHETIC demo, Jobs > New job > SYNTHETIC demo ma
 
 
 class SlideCatalogView(SlideRowsView):
+
+    #: action -> widgets that do it (greyed out when the role lacks it: ui/permissions.py)
+    PERMISSIONS = {"edit_slides": ("add_button", "patient_button", "mpp_button")}
     view_id = "slides"
     title = "Slides"
 

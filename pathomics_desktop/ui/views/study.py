@@ -169,6 +169,9 @@ class FlowDiagramView(QGraphicsView):
 
 
 class StudySetupView(View):
+
+    #: action -> widgets that do it (greyed out when the role lacks it: ui/permissions.py)
+    PERMISSIONS = {"edit_codebook": ("add_button",)}
     view_id = "study"
     title = "Study set-up"
 

@@ -114,6 +114,9 @@ class LockCutDialog(QDialog):
 class CutpointView(AnalysisView):
     """The cutpoint explorer (see the module docstring)."""
 
+    #: action -> widgets that do it (greyed out when the role lacks it: ui/permissions.py)
+    PERMISSIONS = {"edit_patients": ("lock_button",)}
+
     view_id = "cutpoint"
     title = "Cutpoint"
     compute = staticmethod(build_cutpoint)
