@@ -1,4 +1,4 @@
-"""``pathomics jobs list|show|cancel|resume|worker``."""
+"""``pathomics jobs list|show|cancel|resume|worker`` and ``pathomics worker``."""
 
 from __future__ import annotations
 
@@ -24,8 +24,27 @@ def register(sub) -> None:
         j.add_argument("--json", action="store_true")
         add_project_option(j)
         j.set_defaults(func={"show": cmd_show, "cancel": cmd_cancel, "resume": cmd_resume}[action])
-    j = jsub.add_parser("worker", help="run queued jobs (headless); --once stops when the queue is empty")
-    j.add_argument("--once", action="store_true")
+    _add_worker_options(jsub.add_parser("worker", help="same as `pathomics worker`"))
+    _add_worker_options(sub.add_parser(
+        "worker", help="run queued jobs headless, alongside workers on other machines",
+        description="Claim queued jobs (SELECT ... FOR UPDATE SKIP LOCKED on PostgreSQL), run them with "
+                    "heartbeats, and requeue the jobs of workers that stopped sending heartbeats."))
+
+
+def _add_worker_options(j) -> None:
+    j.add_argument("--database-url", default="",
+                   help="the registry (default: the project's, or $PATHOMICS_DATABASE_URL)")
+    j.add_argument("--once", action="store_true", help="stop when the queue is empty")
+    # defaults (None here) live in pathomics_desktop.jobs.runner
+    j.add_argument("--heartbeat", type=float, default=None, metavar="S",
+                   help="seconds between heartbeats of a running job (default 10)")
+    j.add_argument("--lease", type=float, default=None, metavar="S",
+                   help="requeue a running job whose heartbeat is older than this (default 3 x --heartbeat)")
+    j.add_argument("--max-attempts", type=int, default=None, metavar="K",
+                   help="a job requeued more than K times fails (default 3)")
+    j.add_argument("--poll", type=float, default=2.0, metavar="S", help="seconds between looks at an empty queue")
+    j.add_argument("--site", default="", metavar="NAME",
+                   help="read slides through the project's [sites.NAME] path_map")
     add_project_option(j)
     j.set_defaults(func=cmd_worker)
 
@@ -35,7 +54,9 @@ def _row(job) -> dict:
             "message": job.message, "params": job.params, "result": job.result, "error": job.error,
             "created_at": job.created_at.isoformat() + "Z" if job.created_at else None,
             "started_at": job.started_at.isoformat() + "Z" if job.started_at else None,
-            "finished_at": job.finished_at.isoformat() + "Z" if job.finished_at else None}
+            "finished_at": job.finished_at.isoformat() + "Z" if job.finished_at else None,
+            "worker": job.worker, "attempts": job.attempts or 0,
+            "heartbeat_at": job.heartbeat_at.isoformat() + "Z" if job.heartbeat_at else None}
 
 
 def _echo(fraction, message) -> None:
@@ -68,7 +89,7 @@ def cmd_show(args) -> int:
     else:
         row = _row(job)
         for key in ("id", "type", "status", "progress", "message", "params", "result", "created_at",
-                    "started_at", "finished_at"):
+                    "started_at", "finished_at", "worker", "attempts", "heartbeat_at"):
             print(f"{key:>12}: {row[key]}")
         if job.log:
             print("log:\n" + job.log.rstrip())
@@ -100,10 +121,28 @@ def cmd_resume(args) -> int:
 
 
 def cmd_worker(args) -> int:
-    from pathomics_desktop.jobs.runner import run_worker
+    """``pathomics worker``: the project folder gives the settings (site path maps) and the
+    place of outputs on this machine; ``--database-url`` the shared registry."""
+    import os
 
-    with opened_registry(args) as (project, registry):
-        count = run_worker(project, registry, once=args.once, echo=_echo)
+    from pathomics_desktop.jobs import sites
+    from pathomics_desktop.jobs.runner import run_worker, worker_id
+    from pathomics_desktop.project import open_project
+    from pathomics_desktop.registry.database import open_registry
+
+    if args.database_url:  # job functions open the registry through the project: same URL for them
+        os.environ["PATHOMICS_DATABASE_URL"] = args.database_url
+    project = open_project(args.project)
+    sites.activate(sites.site_path_map(project, args.site))
+    registry = open_registry(project.database_url)
+    me = worker_id()
+    print(f"worker {me} on {project.root}" + (f" (site {args.site})" if args.site else ""), file=sys.stderr,
+          flush=True)
+    try:
+        count = run_worker(project, registry, once=args.once, echo=_echo, worker=me, heartbeat=args.heartbeat,
+                           lease=args.lease, max_attempts=args.max_attempts, poll_seconds=args.poll)
+    finally:
+        registry.dispose()
     print(f"worker ran {count} jobs")
     return 0
 

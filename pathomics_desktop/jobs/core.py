@@ -98,6 +98,32 @@ def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
             tmp.unlink()
 
 
+def remove_stale_temporaries(folder: str | os.PathLike) -> list[Path]:
+    """Remove the hidden ``.NAME.PID[.TID].tmp`` files that a process killed while writing
+    (SIGKILL, power loss: :func:`atomic_path`'s clean-up never ran) left in ``folder``;
+    files of a process still alive on this machine are kept. A resumed job calls this
+    before writing, so a crash leaves no partial file behind for good. Returns those removed."""
+    removed = []
+    for tmp in Path(folder).glob(".*.tmp") if Path(folder).is_dir() else []:
+        parts = tmp.name.split(".")  # ['', name..., pid, (tid,) 'tmp']
+        pids = [int(p) for p in parts[-3:-1] if p.isdigit()]
+        if not pids or pids[0] == os.getpid() or _process_alive(pids[0]):
+            continue  # not ours to judge, or a write still in progress
+        tmp.unlink(missing_ok=True)
+        removed.append(tmp)
+    return removed
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, someone else's
+        return True
+    return True
+
+
 JobFunction = Callable[[Any, dict, JobContext], dict]
 _JOB_TYPES: dict[str, str | JobFunction] = {
     # type -> "module:function" (imported when the job runs) or a callable

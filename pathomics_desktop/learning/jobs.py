@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from pathomics_desktop.errors import UserError
-from pathomics_desktop.jobs.core import atomic_path
+from pathomics_desktop.jobs.core import atomic_path, remove_stale_temporaries
 
 RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
@@ -87,6 +87,7 @@ def training_job(project, params: dict[str, Any], ctx) -> dict[str, Any]:
         spec[f"{name}_tiles"] = len(entries)
         spec[f"{name}_slides"] = {"poor": sum(s.label == 1 for s in chosen), "good": sum(s.label == 0 for s in chosen)}
     folder.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(folder)  # of a run killed while writing a checkpoint
     with atomic_path(folder / "run.json") as tmp:
         tmp.write_text(json.dumps(spec, indent=2), encoding="utf-8")
     ctx.log(f"training {backbone} on {spec['training_tiles']} tiles ({spec['training_slides']}), "
@@ -137,6 +138,7 @@ def inference_job(project, params: dict[str, Any], ctx) -> dict[str, Any]:
     model, spec = load_trained_model(project, run)
     out_dir = project.root / "predictions" / run
     out_dir.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(out_dir)  # of a run killed while writing a slide's predictions
     slides = project_slides(project)
     normaliser = run_stain_normaliser(spec)
     batch_size = int(params.get("batch_size", 32))

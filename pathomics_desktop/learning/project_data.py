@@ -51,6 +51,7 @@ def project_slides(project) -> list[SlideTiles]:
     from sqlalchemy import select
 
     from pathomics_desktop.analytics.snapshot import cohort_frame
+    from pathomics_desktop.jobs.sites import local_path  # the worker's site path map
     from pathomics_desktop.registry.models import Patient, Slide
     from pathomics_desktop.registry.service import open_project_registry
 
@@ -74,7 +75,7 @@ def project_slides(project) -> list[SlideTiles]:
         label = prognosis_label(None if pd.isna(patient["rfs_months"]) else float(patient["rfs_months"]),
                                 None if pd.isna(patient["rfs_event"]) else int(patient["rfs_event"]))
         n = _index_rows(index_path)
-        out.append(SlideTiles(slide_id, study_id, patient["split"], label, path, index_path, n))
+        out.append(SlideTiles(slide_id, study_id, patient["split"], label, local_path(path), index_path, n))
     return out
 
 

@@ -72,6 +72,7 @@ def tiling_params(project, params: dict[str, Any]):
 
 def slides_to_tile(registry, slide_ids: list[int] | None = None) -> list[dict[str, Any]]:
     """Registered slides that can be tiled (not failed at registration), with their MPP."""
+    from pathomics_desktop.jobs.sites import local_path  # the worker's site path map
     from pathomics_desktop.registry.slides import effective_mpp
 
     with registry.session() as session:
@@ -82,7 +83,7 @@ def slides_to_tile(registry, slide_ids: list[int] | None = None) -> list[dict[st
         for slide, study_id in session.execute(query):
             if slide.qc_status == "failed" and slide.sha256 is None:
                 continue  # never read: fix the file and `pathomics slides add` it again
-            rows.append({"id": slide.id, "path": slide.path, "study_id": study_id,
+            rows.append({"id": slide.id, "path": local_path(slide.path), "study_id": study_id,
                          "mpp": effective_mpp(slide), "mpp_flag": slide.mpp_flag,
                          "mpp_override": slide.mpp_override})
         return rows

@@ -370,9 +370,14 @@ def tile_slide(
     def same(other: dict | None) -> bool:
         return other is not None and all(other.get(k) == recorded.get(k) for k in key_fields)
 
+    # temporary files of a run killed while writing (their rename never happened)
+    for stale in [*out.parent.glob(out.name + ".tmp*"), out.with_name(out.stem + ".stain.json.tmp")]:
+        stale.unlink(missing_ok=True)
     if out.exists():
         previous = _recorded_metadata(out)
         if same(previous) and previous.get("complete"):
+            # a run killed after writing its index (the last step) left its chunks behind
+            shutil.rmtree(out.with_name(out.name + ".partial"), ignore_errors=True)
             return TileResult(Path(slide_path).name, "up-to-date", str(out), n_tiles=int(previous.get("n_tiles", 0)),
                               n_candidates=int(previous.get("n_candidates", 0)), seconds=time.perf_counter() - t0,
                               mpp=mpp, read_size=previous.get("read_size"), level=previous.get("level"),
@@ -468,12 +473,12 @@ def tile_slide(
     schema_meta = dict(table.schema.metadata or {})
     schema_meta.pop(b"pandas", None)
     schema_meta[METADATA_KEY] = json.dumps(recorded).encode()
-    _write_table_atomic(table.replace_schema_metadata(schema_meta), out)
-    if stain is not None:
+    if stain is not None:  # before the index: a complete index means its sidecar exists
         sidecar = out.with_name(out.stem + ".stain.json")
         tmp = sidecar.with_name(sidecar.name + ".tmp")
         tmp.write_text(json.dumps({"slide": slide_name, **stain}, indent=1), encoding="utf-8")
         os.replace(tmp, sidecar)
+    _write_table_atomic(table.replace_schema_metadata(schema_meta), out)
     shutil.rmtree(partial, ignore_errors=True)
     return TileResult(slide_name, "done", str(out), n_tiles=n_tiles, n_candidates=int(n),
                       seconds=time.perf_counter() - t0, mpp=mpp, read_size=plan.read_size, level=plan.level,

@@ -51,6 +51,8 @@ def test_table1_equals_stats_and_follows_the_filter(qtbot, scored_context):
     # the table names the test by its journal abbreviation, and the notes spell it out
     assert cells[(sex.label, "p")] == sex.p_text and cells[(sex.label, "Test")] == TEST_ABBREVIATIONS[sex.test]
     assert f"{TEST_ABBREVIATIONS[sex.test]}, {sex.test}" in view.notes.text()
+    for test in {r.test for r in view.computed.model.rows if r.test}:  # every test used is spelled out
+        assert f"{TEST_ABBREVIATIONS.get(test, test)}, {test}" in view.notes.text()
     # the filter changes: women only
     wanted = CohortFilter().with_categories("sex", ["female"])
     scored_context.set_cohort_filter(wanted)

@@ -104,7 +104,8 @@ TEST_ABBREVIATIONS = {"Pearson chi-square": "χ²", "Fisher's exact test": "Fish
 
 
 def tests_footnote(tests) -> str:
-    used = [t for t in TEST_ABBREVIATIONS if t in set(tests)]
+    named = set(tests)
+    used = [t for t in TEST_ABBREVIATIONS if t in named]
     return "Tests: " + "; ".join(f"{TEST_ABBREVIATIONS[t]}, {t}" for t in used) + "." if used else ""
 
 
