@@ -25,8 +25,11 @@ def slide_seed(study_id: str, seed: int) -> int:
 
 def add_demo_slides(project, *, size: int = DEFAULT_SLIDE_SIZE, mpp: float = DEFAULT_MPP,
                     app_mag: float = DEFAULT_APP_MAG, seed: int = 2024, limit: int | None = None,
-                    processes: int | None = None, ctx=None) -> dict[str, Any]:
-    """Write (or reuse) a synthetic slide + ROI per patient and register them; resumable."""
+                    study_ids=None, processes: int | None = None, ctx=None) -> dict[str, Any]:
+    """Write (or reuse) a synthetic slide + ROI per patient and register them; resumable.
+
+    Every patient of the demo cohort by default; only the first ``limit`` patients, or only
+    the patients in ``study_ids``, when given."""
     import pandas as pd
 
     from pathomics_desktop.demo.synthetic_slides import write_synthetic_slides
@@ -39,6 +42,14 @@ def add_demo_slides(project, *, size: int = DEFAULT_SLIDE_SIZE, mpp: float = DEF
 
         raise UserError(f"{project.root}: not a demo project (no {latent_path.name}); create it with `pathomics demo`")
     latent = pd.read_parquet(latent_path)
+    if study_ids is not None:
+        wanted = {str(s) for s in study_ids}
+        unknown = sorted(wanted - set(latent["study_id"]))
+        if unknown:
+            from pathomics_desktop.errors import UserError
+
+            raise UserError(f"{latent_path}: no synthetic patient {unknown[0]!r} (of {len(unknown)} unknown study ids)")
+        latent = latent[latent["study_id"].isin(wanted)]
     if limit is not None:
         latent = latent.iloc[:limit]
     if project.settings["tiling"].get("tile_size") != DEMO_TILE_SIZE:

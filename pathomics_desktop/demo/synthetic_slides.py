@@ -10,6 +10,12 @@ How a slide is made
   class is the arg-max of the class scores (``CLASSES``). Class biases follow the patient's
   latent aggressiveness ``a`` (~N(0, 1)): dense desmoplastic stroma and necrosis grow with
   ``a``, immune clusters and loose stroma shrink with it.
+* Tumour comes in two grades: low grade (glands, small nuclei) and high grade (solid sheets
+  of large, dark, pleomorphic nuclei). Each texture cell of tumour is high grade with
+  probability ``high_grade_fraction(a) = Phi(GRADE_SLOPE * a)`` (independently per cell), so
+  a patch shows one crisp grade that a patch model can learn, while the slide's share of
+  high-grade patches rises continuously with ``a``: the patch-level signal that the
+  study's histogram / bag-of-words features of patch probabilities aggregate.
 * Each class has a small bank of textures rendered at the slide's resolution in stain
   concentration space (hematoxylin ``c_H``, eosin ``c_E``) and converted to RGB by
   Beer-Lambert, ``I = 255 * exp(-(c_H * h + c_E * e))``, with per-center stain vectors
@@ -42,11 +48,13 @@ BACKGROUND, LOOSE_STROMA, DENSE_STROMA, TUMOUR, NECROSIS, IMMUNE = range(len(CLA
 #: the layout never exceeds ~``LAYOUT_MAX`` pixels a side).
 LAYOUT_STEP = 16
 LAYOUT_MAX = 2560
-#: Level-0 pixels per texture cell (a crop of one bank texture).
-CELL = 256
+#: Level-0 pixels per texture cell (a crop of one bank texture; one tumour grade per cell).
+CELL = 128
 #: Bank texture side in pixels (crops of CELL pixels at offsets that are multiples of 64).
-BANK = 512
+BANK = 384
 BANK_VARIANTS = 3
+#: Slope of the high-grade share on the latent: ``Phi(GRADE_SLOPE * a)`` of tumour cells.
+GRADE_SLOPE = 1.25
 PYRAMID_FACTOR = 4
 
 #: Typical H&E optical-density stain vectors (RGB, as in Macenko's reference), the base of
@@ -85,9 +93,15 @@ class SyntheticSlideInfo:
     class_fractions: dict[str, float]
     stain: dict = field(default_factory=dict)
     roi_bbox: tuple[int, int, int, int] | None = None  # level-0 x0, y0, x1, y1 of the tumour ROI
+    high_grade_fraction: float = 0.5  # expected share of high-grade tumour cells, Phi(GRADE_SLOPE a)
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def high_grade_fraction(aggressiveness: float) -> float:
+    """Expected share of high-grade tumour cells: ``Phi(GRADE_SLOPE * a)`` (0.5 at a = 0)."""
+    return 0.5 * (1.0 + math.erf(GRADE_SLOPE * float(aggressiveness) / math.sqrt(2.0)))
 
 
 def _unit(v: np.ndarray) -> np.ndarray:
@@ -95,16 +109,18 @@ def _unit(v: np.ndarray) -> np.ndarray:
 
 
 def center_stain(center: str) -> CenterStain:
-    """Deterministic per-center stain: vectors tilted by up to ~0.12 rad, intensities
-    in [0.8, 1.25]; the same center name always gives the same stain."""
+    """Deterministic per-center stain: vectors tilted by up to ~0.06 rad, intensities
+    in [0.9, 1.12]; the same center name always gives the same stain. (Differences as large
+    as Macenko normalisation of single patches corrects: larger ones made the demo's patch
+    model read the stain instead of the morphology in the external centers.)"""
     digest = hashlib.sha256(f"stain:{center}".encode()).digest()
     rng = np.random.default_rng(int.from_bytes(digest[:8], "little"))
-    h = _unit(BASE_H + rng.normal(0.0, 0.07, 3).clip(-0.15, 0.15))
-    e = _unit(BASE_E + rng.normal(0.0, 0.07, 3).clip(-0.15, 0.15))
+    h = _unit(BASE_H + rng.normal(0.0, 0.035, 3).clip(-0.075, 0.075))
+    e = _unit(BASE_E + rng.normal(0.0, 0.035, 3).clip(-0.075, 0.075))
     h, e = np.abs(h), np.abs(e)
     return CenterStain(center, tuple(float(v) for v in np.round(_unit(h), 4)),
                        tuple(float(v) for v in np.round(_unit(e), 4)),
-                       float(rng.uniform(0.8, 1.25)), float(rng.uniform(0.8, 1.25)))
+                       float(rng.uniform(0.9, 1.12)), float(rng.uniform(0.9, 1.12)))
 
 
 # --------------------------------------------------------------------------------------
@@ -154,7 +170,7 @@ def _make_layout(width: int, height: int, aggressiveness: float, rng: np.random.
     tissue += 0.04 * _smooth_noise(rng, (hl, wl), max(2.0, side / 40))
 
     # tumour region: a smooth blob inside the main fragment
-    tumour_field = 0.75 - np.sqrt(((xx - 0.5) / 0.3) ** 2 + ((yy - 0.5) / 0.28) ** 2) \
+    tumour_field = 1.0 - np.sqrt(((xx - 0.5) / 0.33) ** 2 + ((yy - 0.5) / 0.31) ** 2) \
         + 0.25 * _smooth_noise(rng, (hl, wl), max(4.0, side / 8))
     tumour_region = (tumour_field > 0) & (tissue > 0.05)
     if tumour_region.sum() < 4:  # tiny slides: fall back to the central tissue
@@ -214,8 +230,10 @@ def _fibres(img: np.ndarray, rng: np.random.Generator, n: int, thick: tuple[int,
                       int(rng.integers(*thick)), lineType=cv2.LINE_AA)
 
 
-def _render_class(cls: int, rng: np.random.Generator, mpp: float, a: float) -> tuple[np.ndarray, np.ndarray]:
-    """Concentration maps (c_H, c_E) of one bank texture of class ``cls``."""
+def _render_class(cls: int, rng: np.random.Generator, mpp: float, a: float,
+                  high_grade: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Concentration maps (c_H, c_E) of one bank texture of class ``cls`` (tumour: low or
+    high grade; within a grade nuclei still grow a little with ``a``)."""
     import cv2
 
     s = BANK
@@ -235,12 +253,18 @@ def _render_class(cls: int, rng: np.random.Generator, mpp: float, a: float) -> t
         _draw_nuclei(ch, rng, n_fib, (1.6 * um, 2.4 * um), (0.55, 0.8), elong=(2.0, 3.2))
     elif cls == TUMOUR:
         ce += 0.20 + 0.04 * grain
-        # nuclear size and darkness grow with aggressiveness
-        r_lo, r_hi = (4.0 + 1.2 * a) * um, (5.5 + 1.8 * a) * um
+        # nuclear size and darkness grow with aggressiveness (a little) and with grade (a lot)
+        a = float(np.clip(a, -2.5, 2.5))
+        if high_grade:
+            r_lo, r_hi = (6.5 + 0.4 * a) * um, (9.0 + 0.6 * a) * um
+            dark = (1.05 + 0.08 * a, 1.45 + 0.1 * a)
+            n_glands = 0
+        else:
+            r_lo, r_hi = (3.6 + 0.4 * a) * um, (4.8 + 0.6 * a) * um
+            dark = (0.7 + 0.08 * a, 0.95 + 0.1 * a)
+            n_glands = int(rng.integers(1, 3))
         r_lo, r_hi = max(2.5 * um, r_lo), max(3.2 * um, r_hi)
-        dark = (0.75 + 0.18 * a, 1.05 + 0.25 * a)
         dark = (max(0.45, dark[0]), max(0.65, dark[1]))
-        n_glands = int(rng.integers(2, 5)) if a < 1.0 else int(rng.integers(0, 3))
         for _ in range(n_glands):  # gland: ring of cells around a lumen
             cx, cy = rng.uniform(0.15 * s, 0.85 * s, 2)
             rad = rng.uniform(12, 28) * um
@@ -250,15 +274,15 @@ def _render_class(cls: int, rng: np.random.Generator, mpp: float, a: float) -> t
             t = np.linspace(0, 2 * math.pi, n_cells, endpoint=False) + rng.uniform(0, 1)
             pts = np.stack([cx + (rad + 1.3 * r_hi) * np.cos(t), cy + (rad + 1.3 * r_hi) * np.sin(t)], 1)
             _draw_nuclei(ch, rng, n_cells, (r_lo, r_hi), dark, centers=pts)
-        # solid sheets / scattered tumour cells
-        n_solid = int((s / (2.6 * r_hi)) ** 2 * (0.25 + 0.12 * max(a, -1.5)))
-        _draw_nuclei(ch, rng, max(0, n_solid), (r_lo, r_hi), dark, elong=(1.0, 1.6))
+        # solid sheets (high grade, pleomorphic) / scattered tumour cells (low grade)
+        n_solid = int((s / (2.6 * r_hi)) ** 2 * ((0.55 if high_grade else 0.12) + 0.05 * a))
+        _draw_nuclei(ch, rng, max(0, n_solid), (r_lo, r_hi), dark, elong=(1.0, 1.9 if high_grade else 1.4))
     elif cls == NECROSIS:
         ce += 0.45 + 0.12 * grain
         blur = cv2.GaussianBlur(rng.standard_normal((s, s)).astype(np.float32), (0, 0), 3 * um)
         ce += 0.8 * blur
         ch += 0.10 + 0.3 * np.clip(cv2.GaussianBlur(grain, (0, 0), 2), 0, None)
-        n_frag = int((s * mpp) ** 2 / 40)
+        n_frag = int((s * mpp) ** 2 / 60)
         _draw_nuclei(ch, rng, n_frag, (0.6 * um, 1.4 * um), (0.6, 1.1))
     elif cls == IMMUNE:
         ce += 0.22 + 0.04 * grain
@@ -281,9 +305,14 @@ def _to_rgb(ch: np.ndarray, ce: np.ndarray, stain: CenterStain) -> np.ndarray:
 
 
 def _render_bank(rng: np.random.Generator, mpp: float, a: float, stain: CenterStain) -> list[list[np.ndarray]]:
-    """bank[class][variant] -> (BANK, BANK, 3) uint8 RGB."""
-    return [[_to_rgb(*_render_class(c, rng, mpp, a), stain) for _ in range(BANK_VARIANTS)]
-            for c in range(len(CLASSES))]
+    """bank[class][variant] -> (BANK, BANK, 3) uint8 RGB; tumour holds ``BANK_VARIANTS``
+    low-grade variants followed by as many high-grade ones."""
+    bank = []
+    for c in range(len(CLASSES)):
+        grades = (False, True) if c == TUMOUR else (False,)
+        bank.append([_to_rgb(*_render_class(c, rng, mpp, a, high_grade=g), stain)
+                     for g in grades for _ in range(BANK_VARIANTS)])
+    return bank
 
 
 # --------------------------------------------------------------------------------------
@@ -293,12 +322,14 @@ class _Composer:
     """Composes any stored tile of any pyramid level from the layout and the bank."""
 
     def __init__(self, width: int, height: int, layout: _Layout, bank: list[list[np.ndarray]],
-                 seed: int, tile: int):
+                 seed: int, tile: int, high_grade: float = 0.5):
         self.width, self.height, self.layout, self.tile = width, height, layout, tile
         self.n_cells_x = int(math.ceil(width / CELL))
         self.n_cells_y = int(math.ceil(height / CELL))
         rng = np.random.default_rng(seed + 7919)
         self.cell_random = rng.integers(0, 2**31 - 1, size=(self.n_cells_y, self.n_cells_x), dtype=np.int64)
+        #: tumour grade per texture cell: high with probability ``high_grade``
+        self.cell_high_grade = rng.uniform(size=(self.n_cells_y, self.n_cells_x)) < high_grade
         self.bank = bank
         self._banks: dict[int, list[list[np.ndarray]]] = {1: bank}
         self.n_offsets = (BANK - CELL) // 64 + 1
@@ -360,11 +391,11 @@ class _Composer:
                 for i in range(n_c):
                     cy_, cx_ = r_first + j, c_first + i
                     if cy_ >= self.n_cells_y or cx_ >= self.n_cells_x:
-                        r = 0
+                        r, high = 0, False
                     else:
-                        r = int(self.cell_random[cy_, cx_])
+                        r, high = int(self.cell_random[cy_, cx_]), bool(self.cell_high_grade[cy_, cx_])
                     r ^= (int(cls) * 0x9E3779B1) & 0x7FFFFFFF
-                    variant = r % BANK_VARIANTS
+                    variant = r % BANK_VARIANTS + (BANK_VARIANTS if high and cls == TUMOUR else 0)
                     orient = (r >> 3) % 8
                     ox = ((r >> 7) % self.n_offsets) * 64 // d
                     oy = ((r >> 11) % self.n_offsets) * 64 // d
@@ -448,7 +479,7 @@ def write_synthetic_slide(
     stain = center_stain(center)
     layout = _make_layout(width, height, aggressiveness, rng)
     bank = _render_bank(rng, render_mpp, float(np.clip(aggressiveness, -2.5, 2.5)), stain)
-    composer = _Composer(width, height, layout, bank, seed, tile)
+    composer = _Composer(width, height, layout, bank, seed, tile, high_grade_fraction(aggressiveness))
     dims = _level_dimensions(width, height, tile)
     workers = workers or min(4, os.cpu_count() or 1)
 
@@ -496,7 +527,7 @@ def write_synthetic_slide(
         level_dimensions=dims, center=center, aggressiveness=float(aggressiveness), seed=seed,
         tile=tile, tissue_fraction=round(tissue_fraction, 4),
         class_fractions={CLASSES[c]: round(float(counts[c] / tissue_px), 4) for c in range(1, len(CLASSES))},
-        stain=asdict(stain),
+        stain=asdict(stain), high_grade_fraction=round(high_grade_fraction(aggressiveness), 4),
     )
     if roi_path is not None:
         info.roi_bbox = write_tumour_roi_geojson(roi_path, layout=layout, width=width, height=height,
