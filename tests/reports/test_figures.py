@@ -331,3 +331,19 @@ def test_bad_requests_are_user_errors_and_leave_no_file(km, tmp_path):
         save_figure({"not": "a description"}, tmp_path / "x.pdf")
     assert list(tmp_path.iterdir()) == []
     assert math.isclose(WIDTHS_MM["single"], 89.0) and math.isclose(WIDTHS_MM["double"], 183.0)
+
+
+def test_pdf_text_read_back_holds_the_numbers_of_the_description(km, tmp_path):
+    """A PDF reader (pypdf) finds the legend's medians, the at-risk counts and the footnote in
+    the exported Kaplan-Meier PDF: the text is text, with the description's numbers."""
+    from pypdf import PdfReader
+
+    path = save_figure(km, tmp_path / "km.pdf", width="double", footnote=FOOT)
+    text = " ".join(page.extract_text() for page in PdfReader(str(path)).pages)
+    words = text.split()
+    high = km.group_by_label("high")
+    assert f"{high.median:.1f}" in text and str(high.n) in words
+    for group in km.groups:
+        for count in group.at_risk:
+            assert str(count) in words
+    assert "SYNTHETIC cohort." in text and "Number at risk" in text
