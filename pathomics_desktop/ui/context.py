@@ -57,7 +57,7 @@ class ProjectContext(QObject):
 
         self.cohort_filter = CohortFilter()
         #: the login's role (registry/permissions.py); the main window sets it once it is read
-        self.role = "admin" if registry.dialect != "postgresql" else ""
+        self.role = "" if getattr(registry, "dialect", "") == "postgresql" else "admin"
 
     # -- the analysis views' shared cohort filter ---------------------------------------
     def set_cohort_filter(self, cohort_filter) -> None:
