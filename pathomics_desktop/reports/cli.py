@@ -305,6 +305,16 @@ def register(sub) -> None:
     p.add_argument("--cut", type=float, help="the cut to show (default the maxstat cut)")
     p.add_argument("--minprop", type=float, default=0.1, help="smallest group share (default 0.1)")
 
+    p = rsub.add_parser("slide", help="a slide thumbnail with its heatmap (patch P(poor) of a model run, or the "
+                                      "tissue fraction), a scale bar in micrometres and a colour bar",
+                        description="Figure of one registered slide: .png (600 dpi), .svg or .pdf.")
+    p.add_argument("slide_id", type=int, help="the slide's id (`pathomics slides list`)")
+    p.add_argument("--out", required=True, help="output file (.png, .svg or .pdf)")
+    p.add_argument("--run", help="model run whose predictions are drawn (default: the first with predictions)")
+    p.add_argument("--width", choices=("single", "double"), default="single")
+    add_project_option(p)
+    p.set_defaults(func=cmd_slide)
+
     p = rsub.add_parser("study", help="the whole analysis plan as a folder: report.docx with every table and figure "
                                       "in the study's order, the figures, the tables, methods and checklists",
                         description="Write the study bundle (see pathomics_desktop/reports/study.py) into a new folder.")
@@ -402,6 +412,35 @@ def cmd_report(args) -> int:
                                               width=getattr(args, "width", "single"))
     print(f"wrote {written}")
     print(f"ledger entry {entry['id']} (pathomics reproduce {entry['id']})")
+    return 0
+
+
+def cmd_slide(args) -> int:
+    from pathomics_desktop.analytics.cohort_filter import CohortFilter
+    from pathomics_desktop.analytics.snapshot import refresh_snapshot
+    from pathomics_desktop.project import open_project
+    from pathomics_desktop.registry.service import open_project_registry
+    from pathomics_desktop.reports.figures import save_figure, slide_figure
+    from pathomics_desktop.reports.ledger import record_export
+    from pathomics_desktop.slides.overlays import load_viewer_slide
+
+    project = open_project(getattr(args, "project", None))
+    registry = open_project_registry(project)
+    try:
+        slide = load_viewer_slide(project, registry, args.slide_id)
+    finally:
+        registry.dispose()
+    if args.run is not None and args.run not in slide.predictions:
+        raise UserError(f"slide {args.slide_id} has no predictions of run {args.run!r}"
+                        + (f" (it has: {', '.join(sorted(slide.predictions))})" if slide.predictions else ""))
+    figure = slide_figure(slide, args.run)
+    written = save_figure(figure, args.out, width=args.width, footnote=f"Slide {args.slide_id}: {slide.name}")
+    entry = record_export(project, command="slide", cohort_filter=CohortFilter(included_only=False),
+                          params={"slide_id": args.slide_id, "run": args.run, "width": args.width},
+                          snapshot_path=refresh_snapshot(project), output=written,
+                          numbers={"slide_id": args.slide_id, "title": figure.title, "mpp": figure.mpp})
+    print(f"wrote {written}")
+    print(f"ledger entry {entry['id']}")
     return 0
 
 
