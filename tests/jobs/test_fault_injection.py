@@ -90,12 +90,18 @@ def _kill_midway(project, job_type: str, params: dict, ready, seed: int, max_del
             assert time.monotonic() < deadline, "the child run made no progress"
             time.sleep(0.005)
         time.sleep(random.Random(seed).uniform(0, max_delay))
-        alive = proc.poll() is None
         proc.send_signal(signal.SIGKILL)
     finally:
         if proc.poll() is None:
             proc.kill()
         proc.wait()
+    # the registry says whether the kill came mid-run: a child that had already marked the
+    # job done (and was only closing) ran it to the end
+    registry = open_project_registry(project)
+    try:
+        alive = {j.id: j.status for j in list_jobs(registry)}[job_id] == "running"
+    finally:
+        registry.dispose()
     print(f"{job_type}: killed {'mid-run' if alive else 'after the end'} (seed {seed})")
     return job_id, alive
 
