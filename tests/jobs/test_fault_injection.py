@@ -23,10 +23,11 @@ import pandas as pd
 import pytest
 from sqlalchemy import select
 
-from pathomics_desktop.jobs.runner import list_jobs, run_job, run_worker, submit
+from pathomics_desktop.jobs.runner import list_jobs, run_worker, submit
 from pathomics_desktop.registry.models import Slide
 from pathomics_desktop.registry.service import open_project_registry
 from tests.jobs.conftest import copy_project
+from tests.signature.fitted import run_to_done
 
 REPO = Path(__file__).resolve().parents[2]
 HEARTBEAT, LEASE = 0.2, 0.6
@@ -48,16 +49,6 @@ run_job(project, registry, int(sys.argv[2]), heartbeat=float(sys.argv[4]))
 """
 
 
-def _run_in_process(project, job_type: str, params: dict):
-    registry = open_project_registry(project)
-    try:
-        job = run_job(project, registry, submit(registry, job_type, params))
-    finally:
-        registry.dispose()
-    assert job.status == "done", job.error
-    return job
-
-
 @pytest.fixture(scope="module")
 def tiled_template(demo_slides_template, tmp_path_factory):
     """The demo project tiled, with run "base" trained uninterrupted and its predictions."""
@@ -65,9 +56,9 @@ def tiled_template(demo_slides_template, tmp_path_factory):
 
     torch.set_num_threads(1)
     project = copy_project(demo_slides_template, tmp_path_factory.mktemp("fault") / "tiled")
-    _run_in_process(project, "tiling", {})
-    _run_in_process(project, "training", TRAINING)
-    _run_in_process(project, "inference", {"run": "base", "device": "cpu"})
+    run_to_done(project, "tiling", {})
+    run_to_done(project, "training", TRAINING)
+    run_to_done(project, "inference", {"run": "base", "device": "cpu"})
     return project.root
 
 
@@ -150,7 +141,7 @@ def _slide_rows(project) -> list[tuple]:
 @pytest.mark.parametrize("seed", [11, 12])
 def test_tiling_killed_at_a_random_point_resumes_to_the_uninterrupted_result(demo_slides_template, tmp_path, seed):
     reference = copy_project(demo_slides_template, tmp_path / "reference")
-    _run_in_process(reference, "tiling", {})
+    run_to_done(reference, "tiling", {})
     project = copy_project(demo_slides_template, tmp_path / "killed")
     tiles = project.root / "tiles"
     n_slides = len(list((reference.root / "tiles").glob("*.parquet")))

@@ -19,7 +19,8 @@ FIT_PARAMS = {"run": RUN, "endpoint": "os", "name": NAME, "folds": 5, "seed": 3,
 _TEMPLATE: dict[str, Path] = {}
 
 
-def _run(project, job_type: str, params: dict):
+def run_to_done(project, job_type: str, params: dict):
+    """Submit and run one job in this process; it must end done (its error otherwise)."""
     from pathomics_desktop.jobs.runner import run_job, submit
     from pathomics_desktop.registry.service import open_project_registry
 
@@ -40,8 +41,8 @@ def _build(root: Path) -> None:
     create_demo_project(root)
     mapping = write_fake_predictions(root, RUN, patches=60)
     project = open_project(str(root))
-    _run(project, "signature", FIT_PARAMS | {"slide_patients": mapping})
-    _run(project, "signature-apply", {"name": NAME, "all": True, "slide_patients": mapping})
+    run_to_done(project, "signature", FIT_PARAMS | {"slide_patients": mapping})
+    run_to_done(project, "signature-apply", {"name": NAME, "all": True, "slide_patients": mapping})
 
 
 def fitted_project(tmp_path_factory, dest: Path):
