@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import threading
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Sequence
@@ -222,6 +223,8 @@ class AnalysisSource:
         self._codebook = codebook
         self._root = CohortQuery(self.parquet)
         self.columns = list(self._root.columns)
+        self._analysis_table = None
+        self._analysis_lock = threading.Lock()
 
     @classmethod
     def open(cls, project) -> "AnalysisSource":
@@ -264,18 +267,37 @@ class AnalysisSource:
 
     def frame(self, cohort_filter: CohortFilter | None = None, columns: Sequence[str] | None = None,
               *, derived: bool = True):
-        """The filtered cohort (pandas), with the study's derived analysis columns."""
-        from pathomics_desktop.signature.report import derive_clinical_columns
+        """The filtered cohort (pandas), with the study's derived analysis columns.
 
+        The filter is parameterised SQL on the snapshot (:meth:`CohortQuery.positions`); the
+        rows it keeps are taken from :meth:`analysis_table` (the derived columns are made once
+        per snapshot, not per filter change). With ``columns`` or ``derived=False``, those
+        columns of the filtered rows straight from DuckDB."""
         cohort_filter = cohort_filter or CohortFilter()
         query = self.query()
         try:
-            frame = query.frame(cohort_filter.filters(), columns)
+            if not derived or columns is not None:
+                return query.frame(cohort_filter.filters(), columns)
+            rows = query.positions(cohort_filter.filters())
         finally:
             query.close()
-        if derived and columns is None:
-            frame = derive_clinical_columns(frame)
-        return frame
+        return self.analysis_table().take(rows).reset_index(drop=True)
+
+    def analysis_table(self):
+        """Every row of the snapshot, in file order, with the derived columns of
+        :func:`~pathomics_desktop.signature.report.derive_clinical_columns`; made on first use
+        (thread-safe) and kept: a source is one snapshot (a new snapshot is a new source)."""
+        from pathomics_desktop.signature.report import derive_clinical_columns
+
+        with self._analysis_lock:
+            if self._analysis_table is None:
+                query = self.query()
+                try:
+                    whole = query.frame([])
+                finally:
+                    query.close()
+                self._analysis_table = derive_clinical_columns(whole)
+            return self._analysis_table
 
     def options(self) -> FilterOptions:
         """Data sets, centers and the filterable variables, from the snapshot itself."""

@@ -23,10 +23,13 @@ import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 from pathomics_desktop.analytics.sql import sql_identifier, sql_literal
 from pathomics_desktop.errors import UserError
+
+if TYPE_CHECKING:  # pragma: no cover
+    import numpy as np
 
 SNAPSHOT_DIR = "analytics"
 OPERATORS = {"=": "=", "==": "=", "!=": "<>", "<>": "<>", "<": "<", "<=": "<=", ">": ">", ">=": ">=",
@@ -114,6 +117,9 @@ class CohortQuery:
         self.con = duckdb.connect()
         # a view definition cannot take bound parameters: the path is quoted as a literal
         self.con.execute(f"CREATE VIEW cohort AS SELECT * FROM read_parquet({sql_literal(parquet)})")
+        # the same rows with their 0-based position in the file (for :meth:`positions`)
+        self.con.execute("CREATE VIEW cohort_rows AS SELECT *, file_row_number AS __row FROM "
+                         f"read_parquet({sql_literal(parquet)}, file_row_number = true)")
         for name, path in (extra_views or {}).items():
             if not name.isidentifier():
                 raise UserError(f"view name {name!r} is not an identifier")
@@ -177,6 +183,15 @@ class CohortQuery:
         cols = ", ".join(self._column(c) for c in columns) if columns else "*"
         clause, params = self.where(filters)
         return self.con.sql(f"SELECT {cols} FROM cohort WHERE {clause}", params=params).to_arrow_table().to_pandas()
+
+    def positions(self, filters: Iterable[Filter] = ()) -> np.ndarray:
+        """The 0-based file positions of the snapshot rows the filters keep, ascending (the
+        rows of the Parquet file itself: columns joined by :meth:`attach` are not seen)."""
+        clause, params = self.where(filters)
+        result = self.con.execute(f"SELECT __row FROM cohort_rows WHERE {clause} ORDER BY __row", params)
+        import numpy as np
+
+        return np.asarray(result.fetchnumpy()["__row"], dtype=np.int64)
 
     def attach(self, name: str, parquet: str | Path, *, on: str = "study_id") -> list[str]:
         """Join a Parquet output (slide features, signature scores...) to the cohort in place:

@@ -124,11 +124,11 @@ def variable_spec(source, column: str) -> VariableSpec:
 
 def present_levels(frame, spec: VariableSpec) -> list[str]:
     """The levels of ``spec`` found in ``frame``, codebook order first, then any others."""
-    from pathomics_desktop.stats.levels import level_label, sorted_levels
+    from pathomics_desktop.stats.levels import factor
 
-    values = {level_label(v) for v in frame[spec.column].dropna().unique().tolist()}  # labels of the distinct values
-    known = [lvl for lvl in spec.levels if lvl in values]
-    return known + [lvl for lvl in sorted_levels(values) if lvl not in known]
+    _, found, _ = factor(frame[spec.column])  # the labels of the values present, in sorted order
+    known = [lvl for lvl in spec.levels if lvl in found]
+    return known + [lvl for lvl in found if lvl not in known]
 
 
 def short_label(label: str) -> str:

@@ -24,7 +24,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from pathomics_desktop.errors import UserError
-from pathomics_desktop.figures.cox import present_levels, risk_group_column, short_label, variable_spec
+from pathomics_desktop.figures.cox import (present_levels, risk_group_column, short_label, variable_spec,
+                                          variable_specs)
 from pathomics_desktop.figures.style import format_estimate_ci, format_p
 
 MIN_EVENTS = 10
@@ -148,10 +149,12 @@ def build_forest(source, frame, params: dict) -> ForestFigure:
         other = levels[1] if reference == levels[0] else levels[0]
     else:
         reference, other = "", f"per {spec.unit or 'unit'}"
-    specs = {s: variable_spec(source, s) for s in subgroups}
-    order = {s: present_levels(data, specs[s]) for s in subgroups}
+    offered = {v.column: v for v in variable_specs(source)}
+    specs = {s: offered.get(s) or variable_spec(source, s) for s in subgroups}
+    # levels present, in codebook order first (as present_levels orders them)
     analysis = subgroup_analysis(data, time, event, exposure, subgroups,
-                                 reference=reference if spec.categorical else None, subgroup_order=order)
+                                 reference=reference if spec.categorical else None,
+                                 level_preference={s: specs[s].levels for s in subgroups})
     rows: list[ForestRow] = []
     for res in analysis.rows:
         if res.variable == OVERALL:

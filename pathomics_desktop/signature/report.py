@@ -106,6 +106,7 @@ key                                     value
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
@@ -166,6 +167,13 @@ class ClinicalVariable:
 def clinical_variables() -> list[ClinicalVariable]:
     """The clinicopathological variables of Table 1 / Table 2, levels ordered by the codebook
     (category codes in codebook order, yes/no as no < yes, T3 and T4 merged as the study)."""
+    return list(_clinical_variables())
+
+
+@functools.lru_cache(maxsize=1)
+def _clinical_variables() -> tuple[ClinicalVariable, ...]:
+    """:func:`clinical_variables`, read once from the built-in codebook (a package file; the
+    entries are frozen)."""
     from pathomics_desktop.cohort.staging import STAGE_GROUPS
     from pathomics_desktop.registry.codebook import Codebook
 
@@ -176,7 +184,7 @@ def clinical_variables() -> list[ClinicalVariable]:
 
     t_codes = codes("t_stage")
     yes_no = ("no", "yes")
-    return [
+    return (
         ClinicalVariable("age_group", f"Age (years, <{AGE_THRESHOLD} / >={AGE_THRESHOLD})",
                          (f"<{AGE_THRESHOLD}", f">={AGE_THRESHOLD}")),
         ClinicalVariable("sex", book["sex"].label, codes("sex")),
@@ -192,7 +200,7 @@ def clinical_variables() -> list[ClinicalVariable]:
         ClinicalVariable("hypertension", book["hypertension"].label, yes_no),
         ClinicalVariable("microvascular_invasion", book["microvascular_invasion"].label, yes_no),
         ClinicalVariable("perineural_invasion", book["perineural_invasion"].label, yes_no),
-    ]
+    )
 
 
 def subgroup_variables() -> list[ClinicalVariable]:

@@ -47,6 +47,7 @@ from scipy import stats as sps
 
 from pathomics_desktop.errors import UserError
 from pathomics_desktop.stats.concordance import c_from_counts, concordance_counts
+from pathomics_desktop.stats.distributions import chi2_sf, normal_two_sided_p
 from pathomics_desktop.stats.km import as_event_array, as_time_array, timefix
 from pathomics_desktop.stats.levels import label_array, sorted_levels
 from pathomics_desktop.stats.results import StatResult
@@ -65,6 +66,22 @@ Z975 = float(sps.norm.ppf(0.975))
 # --------------------------------------------------------------------------------------
 
 
+def descending_time_order(time: np.ndarray, event: np.ndarray) -> np.ndarray:
+    """Row order by time descending, censored rows before deaths at a tied time.
+
+    The order ``np.lexsort((event, -time))`` asks for, in two cheaper sorts: an unstable
+    argsort of ``-time``, then a stable sort of ``2 * (tied-time group) + event`` on that
+    order, which is already sorted up to the event flags inside each group (timsort on
+    runs: linear). Rows equal in time and event may come in another order than lexsort's,
+    which changes nothing but the rounding of sums."""
+    first = np.argsort(-time)
+    sorted_time = time[first]
+    new_group = np.ones(time.size, dtype=np.int64)
+    new_group[1:] = sorted_time[1:] != sorted_time[:-1]
+    key = 2 * (np.cumsum(new_group) - 1) + event[first]
+    return first[np.argsort(key, kind="stable")]
+
+
 class CoxData:
     """Subjects sorted once by (stratum, time descending, censored before deaths) with the
     tie/risk-set bookkeeping.
@@ -77,38 +94,58 @@ class CoxData:
     """
 
     def __init__(self, time: np.ndarray, event: np.ndarray, X: np.ndarray,
-                 strata: np.ndarray | None = None, ties: str = "efron"):
+                 strata: np.ndarray | None = None, ties: str = "efron", *, presorted: bool = False):
+        """``presorted``: the rows are already in this order (no strata), e.g. a subset, in
+        order, of rows sorted by :func:`descending_time_order`; nothing is sorted again."""
         if ties not in TIES:
             raise UserError(f"ties must be one of {TIES}, got {ties!r}")
         n = time.size
         self.n = n
         self.ties = ties
         event = np.asarray(event).astype(bool)
+        if presorted and strata is not None:
+            raise UserError("presorted Cox data cannot have strata")
         if strata is None:
             s = np.zeros(n, dtype=np.int64)
-            order = np.lexsort((event, -time))
+            order = np.arange(n) if presorted else descending_time_order(time, event)
         else:
             s = np.asarray(strata, np.int64)
             order = np.lexsort((event, -time, s))
         self.order = order
-        self.time = time[order]
-        self.event = event[order]
+        self.time = time if presorted else time[order]
+        self.event = event if presorted else event[order]
         self.strata = s[order]
         self.means = X.mean(axis=0) if X.shape[1] else np.zeros(0)
-        self.X = np.take(np.asarray(X, dtype=float), order, axis=0)  # (faster than X[order])
-        if X.shape[1]:
-            self.X -= self.means
+        X = np.asarray(X, dtype=float)
+        if presorted:  # centred into a new array (X is the caller's)
+            self.X = X - self.means
+        else:
+            self.X = np.take(X, order, axis=0)  # (take: faster than X[order])
+            if X.shape[1]:
+                self.X -= self.means
         dead = self.event
         self.dead_rows = np.flatnonzero(dead)
         self.sum_dead_x = np.take(self.X, self.dead_rows, axis=0).sum(axis=0)
         self._sd: np.ndarray | None = None
+        self._columns: np.ndarray | None = None
         # groups of identical (stratum, time) in sorted order
         new_group = np.ones(n, dtype=bool)
         new_group[1:] = (self.time[1:] != self.time[:-1]) | (self.strata[1:] != self.strata[:-1])
+        self._new_group = new_group
         self.group = np.cumsum(new_group) - 1
-        n_groups = int(self.group[-1]) + 1 if n else 0
-        self.n_groups = n_groups
+        self.n_groups = int(self.group[-1]) + 1 if n else 0
         self.group_start = np.flatnonzero(new_group)
+        # censored rows come first in a group: its first death row is after its censored ones
+        censored = (~dead).astype(np.int64)
+        self.dead_start = self.group_start + (np.add.reduceat(censored, self.group_start) if n else 0)
+        self._segments_ready = False
+
+    def _ensure_segments(self) -> None:
+        """The segment and death-term bookkeeping of the vectorised path (built on first use:
+        Newton-Raphson iterations use the compiled kernel, which needs only the groups)."""
+        if self._segments_ready:
+            return
+        n, n_groups, new_group, dead = self.n, self.n_groups, self._new_group, self.event
         self.group_end = np.append(self.group_start[1:] - 1, n - 1)
         self.d = np.bincount(self.group, weights=dead.astype(float), minlength=n_groups)
         d_int = np.bincount(self.group[dead], minlength=n_groups).astype(np.int64)
@@ -144,7 +181,8 @@ class CoxData:
         self.term_start = np.cumsum(d_h) - d_h  # first term of each death group
         ell = np.arange(int(d_h.sum())) - np.repeat(self.term_start, d_h)
         d_term = np.repeat(d_h, d_h)
-        self.keep = (d_term - ell) / d_term if ties == "efron" else np.ones(ell.size)
+        self.keep = (d_term - ell) / d_term if self.ties == "efron" else np.ones(ell.size)
+        self._segments_ready = True
 
     def linear_predictor(self, beta: np.ndarray) -> np.ndarray:
         """``X beta`` for the centred, sorted X. einsum rather than BLAS gemv: a threaded
@@ -209,6 +247,29 @@ class CoxData:
 
     # ---- derivatives --------------------------------------------------------------------
 
+    @property
+    def columns(self) -> np.ndarray:
+        """``X.T`` as a contiguous p x n array (the kernel's column sums), made on first use."""
+        if self._columns is None:
+            self._columns = np.ascontiguousarray(self.X.T)
+        return self._columns
+
+    def fast_derivatives(self, beta: np.ndarray, *, need_info: bool = True) -> dict:
+        """``loglik``, ``score`` and ``info`` at ``beta`` from the compiled one-pass kernel
+        (:mod:`pathomics_desktop.stats.cox_kernel`; the same sums as :meth:`derivatives`)."""
+        from pathomics_desktop.stats.cox_kernel import efron_kernel
+
+        linear_predictor, kernel = efron_kernel()
+        with np.errstate(all="ignore"):
+            eta = linear_predictor(self.columns, np.asarray(beta, dtype=float))
+            dead_eta, a_terms, score, info = kernel(self.X, self.columns, eta, np.exp(eta), self.group_start,
+                                                    self.dead_start, self.strata, self.ties == "efron", need_info)
+            loglik = dead_eta - np.log(a_terms).sum()
+        out = {"loglik": float(loglik), "score": score}
+        if need_info:
+            out["info"] = info
+        return out
+
     def derivatives(self, beta: np.ndarray, *, offset: np.ndarray | None = None,
                     need_info: bool = True, zph_g: np.ndarray | None = None) -> dict:
         """Log partial likelihood, score and information at ``beta`` (centred X).
@@ -229,6 +290,7 @@ class CoxData:
         D1' diag(R) D1`` with ``P = sum 1/a^2``, ``Q = sum g/a^2``, ``R = sum g^2/a^2``;
         ``sum_k S2_k / a_k = X' diag(c) X`` with c from :meth:`_row_weights`.
         """
+        self._ensure_segments()
         X = self.X
         eta = self.linear_predictor(beta)
         if offset is not None:
@@ -282,7 +344,7 @@ class CoxData:
         For Efron ties a subject dying at t takes the l-th term with weight (1 - l/d_t)
         and its own event is compared with the average of the m_l of its tied group.
         """
-        dv = deriv if deriv is not None else self.derivatives(beta)
+        dv = deriv if deriv is not None and "a" in deriv else self.derivatives(beta)
         X, r, a = self.X, dv["r"], dv["a"]
         th, gk = self.term_death_group, self.keep
         m = (dv["S1r"][th] + gk[:, None] * dv["D1"][th]) / a[:, None]
@@ -306,19 +368,32 @@ class CoxData:
         return out
 
 
-def _design_rank(Xc: np.ndarray) -> int:
-    """Numerical rank of a centred design from its scaled cross-product (cheap for large n)."""
+def scaled_cross_product(Xc: np.ndarray) -> np.ndarray:
+    """``D^-1 Xc' Xc D^-1`` with D the column norms of the centred design (1 for a zero column)."""
     scale = np.sqrt(np.einsum("ij,ij->j", Xc, Xc))
     scale[scale == 0] = 1.0
-    gram = (Xc.T @ Xc) / np.outer(scale, scale)
+    return (Xc.T @ Xc) / np.outer(scale, scale)
+
+
+def numerical_rank(gram: np.ndarray) -> int:
+    """Rank of a scaled cross-product: eigenvalues above 1e-10 times the largest."""
     eig = np.linalg.eigvalsh(gram)
     return int(np.sum(eig > 1e-10 * max(eig.max(initial=0.0), 1e-300)))
 
 
+def _design_rank(Xc: np.ndarray) -> int:
+    """Numerical rank of a centred design from its scaled cross-product (cheap for large n)."""
+    return numerical_rank(scaled_cross_product(Xc))
+
+
 def newton_raphson(data: CoxData, *, init: np.ndarray | None = None, max_iter: int = 50,
                    eps: float = 1e-10, penalty=None, names: Sequence[str] = (),
-                   init_deriv: dict | None = None) -> tuple:
+                   init_deriv: dict | None = None, polish: bool = True) -> tuple:
     """Maximise the (optionally penalised) partial likelihood; returns (beta, deriv, iters).
+
+    Converged when the relative log-likelihood change is <= ``eps`` and the step <= 1e-5
+    (1 + max|beta|); then ``polish`` takes one more Newton step (beta to ~1e-10 becomes
+    ~1e-20; the log-likelihood, flat at the optimum, moves by ~1e-10 at most).
 
     ``penalty(beta) -> (value, gradient, hessian)`` is subtracted from the log-likelihood.
     Raises UserError on non-convergence or diverging coefficients (monotone likelihood).
@@ -327,7 +402,7 @@ def newton_raphson(data: CoxData, *, init: np.ndarray | None = None, max_iter: i
     beta = np.zeros(p) if init is None else np.asarray(init, float).copy()
 
     def evaluate(b):
-        dv = data.derivatives(b)
+        dv = data.fast_derivatives(b)
         if penalty is not None:
             pv, pg, ph = penalty(b)
             dv["ploglik"] = dv["loglik"] - pv
@@ -374,6 +449,8 @@ def newton_raphson(data: CoxData, *, init: np.ndarray | None = None, max_iter: i
         if change <= eps * max(abs(dv["ploglik"]), 1.0) and np.max(np.abs(step), initial=0) <= 1e-5 * (
                 1.0 + np.max(np.abs(beta), initial=0)):
             converged = True
+            if not polish or np.max(np.abs(step), initial=0) <= 1e-9 * (1.0 + np.max(np.abs(beta), initial=0)):
+                break  # the next step would be ~1e-18 (quadratic convergence): nothing to gain
             # one more exact Newton step for full precision (cheap, quadratic convergence)
             try:
                 step = _solve(dv["pinfo"], dv["pscore"])
@@ -398,6 +475,13 @@ def _general_quadratic(b: np.ndarray, var: np.ndarray, toler: float = 1e-9) -> t
     k = b.size
     A = np.array(var, dtype=float)
     eps = toler * max(np.max(np.abs(np.diag(A))), 1e-300)
+    try:  # full rank (the usual case): the pivots are the squared diagonal of the Cholesky factor
+        chol = np.linalg.cholesky(A)
+        if np.all(np.diag(chol) ** 2 >= eps):
+            y = np.linalg.solve(chol, b)
+            return float(y @ y), k
+    except np.linalg.LinAlgError:
+        pass
     L = np.eye(k)
     D = np.zeros(k)
     for i in range(k):
@@ -413,8 +497,13 @@ def _general_quadratic(b: np.ndarray, var: np.ndarray, toler: float = 1e-9) -> t
 
 
 def _solve(info: np.ndarray, score: np.ndarray) -> np.ndarray:
+    """``info^-1 score`` by Cholesky (LinAlgError when info is not positive definite)."""
     if info.size == 0:
         return np.zeros(0)
+    if info.size == 1:  # one covariate: the same test and quotient without LAPACK's overhead
+        if not info[0, 0] > 0:
+            raise np.linalg.LinAlgError("information not positive definite")
+        return score / info[0, 0]
     chol = np.linalg.cholesky(info)
     return np.linalg.solve(chol.T, np.linalg.solve(chol, score))
 
@@ -432,7 +521,7 @@ def _singular_message(names: Sequence[str]) -> str:
 
 def _chisq_test(stat: float, df: int) -> dict:
     stat = float(stat)
-    return {"chisq": stat, "df": int(df), "p": float(sps.chi2.sf(stat, df)) if df > 0 else None}
+    return {"chisq": stat, "df": int(df), "p": chi2_sf(stat, df) if df > 0 else None}
 
 
 @dataclass
@@ -532,16 +621,14 @@ def coefficient_table(names: Sequence[str], coef: np.ndarray, se: np.ndarray) ->
         z = b / s
         rows.append({"term": name, "coef": float(b), "se": float(s), "hr": float(np.exp(b)),
                      "hr_lower": float(np.exp(b - Z975 * s)), "hr_upper": float(np.exp(b + Z975 * s)),
-                     "z": float(z), "p": float(2 * sps.norm.sf(abs(z)))})
+                     "z": float(z), "p": normal_two_sided_p(z)})
     return rows
 
 
-def fit_cox_arrays(time: Sequence[float], event: Sequence, X: np.ndarray, *,
-                   names: Sequence[str] | None = None, strata: Sequence | None = None,
-                   cluster: Sequence | None = None, robust: bool = False, ties: str = "efron",
-                   terms: Mapping[str, list[int]] | None = None) -> CoxFit:
-    """Fit a Cox model on numeric arrays; see the module docstring for the formulas."""
-    t = timefix(as_time_array(time))  # R's coxph(control = coxph.control(timefix = TRUE))
+def _cox_data(time, event, X, names, strata, ties: str, presorted: bool) -> tuple[CoxData, list[str], int]:
+    """Checked, sorted data of a Cox model: (data, column names, events). UserError for no
+    events, no or constant covariates, fewer events than columns, or a singular design."""
+    t = as_time_array(time) if presorted else timefix(as_time_array(time))  # R's timefix = TRUE
     e = as_event_array(event)
     X = np.asarray(X, dtype=float)
     if X.ndim == 1:
@@ -563,10 +650,65 @@ def fit_cox_arrays(time: Sequence[float], event: Sequence, X: np.ndarray, *,
     s_codes = None
     if strata is not None:
         _, s_codes = np.unique(np.asarray(strata, dtype=str), return_inverse=True)
-    data = CoxData(t, e, X, s_codes, ties)
-    if _design_rank(data.X) < p:
+    data = CoxData(t, e, X, s_codes, ties, presorted=presorted)
+    if p > 1 and _design_rank(data.X) < p:  # one non-constant column has rank 1
         raise UserError(_singular_message(names))
-    d0 = data.derivatives(np.zeros(p))
+    return data, names, events
+
+
+@dataclass
+class CoxEstimate:
+    """The maximum partial likelihood estimate alone (no null-model tests, no residuals): for
+    callers that fit many models and read only coefficients, their model-based variance and
+    the log-likelihood, as a forest plot does (:func:`fit_cox_estimate`)."""
+
+    names: list[str]
+    coef: np.ndarray
+    var: np.ndarray
+    loglik: float
+    n: int
+    events: int
+    iterations: int
+
+    @property
+    def se(self) -> np.ndarray:
+        return np.sqrt(np.diag(self.var))
+
+    def table(self) -> list[dict]:
+        """Rows as :meth:`CoxFit.table`."""
+        return coefficient_table(self.names, self.coef, self.se)
+
+
+def fit_cox_estimate(time: Sequence[float], event: Sequence, X: np.ndarray, *,
+                     names: Sequence[str] | None = None, ties: str = "efron", presorted: bool = False,
+                     init: np.ndarray | None = None, polish: bool = True) -> CoxEstimate:
+    """The coefficients, variance ``I(b)^-1`` and log-likelihood of :func:`fit_cox_arrays` (the
+    same checks and Newton-Raphson), without the null model: Newton-Raphson may start from
+    ``init`` (a warm start; the optimum is the same to ~1e-10); ``polish=False`` skips the last
+    Newton step (:func:`newton_raphson`), enough for a likelihood-ratio statistic."""
+    data, names, events = _cox_data(time, event, X, names, None, ties, presorted)
+    beta, dv, iters = newton_raphson(data, names=names, init=init, polish=polish)
+    try:
+        var = np.linalg.inv(dv["info"])
+    except np.linalg.LinAlgError:
+        raise UserError(_singular_message(names)) from None
+    return CoxEstimate(names, beta, var, dv["loglik"], data.n, events, iters)
+
+
+def fit_cox_arrays(time: Sequence[float], event: Sequence, X: np.ndarray, *,
+                   names: Sequence[str] | None = None, strata: Sequence | None = None,
+                   cluster: Sequence | None = None, robust: bool = False, ties: str = "efron",
+                   terms: Mapping[str, list[int]] | None = None, presorted: bool = False) -> CoxFit:
+    """Fit a Cox model on numeric arrays; see the module docstring for the formulas.
+
+    ``presorted``: the times are already merged by :func:`timefix` and the rows sorted by
+    :func:`descending_time_order` (or a subset of such rows, in order), as
+    :func:`~pathomics_desktop.stats.subgroups.subgroup_analysis` does once for its many fits."""
+    data, names, events = _cox_data(time, event, X, names, strata, ties, presorted)
+    n, p = data.X.shape
+    is_robust = robust or cluster is not None
+    # the vectorised derivatives (with the pieces of the score residuals) only for a robust fit
+    d0 = data.derivatives(np.zeros(p)) if is_robust else data.fast_derivatives(np.zeros(p))
     beta, dv, iters = newton_raphson(data, names=names, init_deriv=d0)
     try:
         naive_var = np.linalg.inv(dv["info"])
@@ -578,7 +720,6 @@ def fit_cox_arrays(time: Sequence[float], event: Sequence, X: np.ndarray, *,
         score0 = float("nan")
     var = naive_var
     robust_score = None
-    is_robust = robust or cluster is not None
     if is_robust:
         resid = data.score_residuals(beta, dv)
         dfbeta = resid @ naive_var

@@ -35,6 +35,7 @@ from scipy import stats as _sps
 
 from pathomics_desktop.errors import UserError
 from pathomics_desktop.stats.concordance import check_survival
+from pathomics_desktop.stats.cutpoint_kernel import prefix_statistics
 from pathomics_desktop.stats.results import StatResult
 
 __all__ = [
@@ -315,11 +316,13 @@ def _low_group_risk(t, e, x, cuts) -> _LowGroupRisk:
 
 def _single_chi2(t, e, x, cuts) -> np.ndarray:
     """Log-rank chi-square (1 df) of ``x <= c`` vs ``x > c`` for every cut: ``u^2 / v`` with
-    ``v = sum_k w_k (r_low/r_k)(1 - r_low/r_k)`` (hypergeometric variance)."""
-    g = _low_group_risk(t, e, x, cuts)
-    v = g.lin - (g.r_low**2 * g.w_over_r2).sum(axis=1)
+    ``v = sum_k w_k (r_low/r_k)(1 - r_low/r_k)`` (hypergeometric variance), in O(n log n)
+    (:mod:`pathomics_desktop.stats.cutpoint_kernel`)."""
+    xs, u, v = prefix_statistics(t, e, x)
+    last = np.searchsorted(xs, cuts, side="right") - 1  # the last subject with x <= c
+    u, v = u[last], v[last]
     with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(v > 1e-12, g.u**2 / v, np.nan)
+        return np.where(v > 1e-12, u**2 / v, np.nan)
 
 
 def _pair_chi2(t, e, x, cuts, min_n: int) -> np.ndarray:

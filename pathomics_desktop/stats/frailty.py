@@ -165,7 +165,7 @@ class _PenalisedModel:
         self.data, self.p, self.q, self.sparse, self.names = data, p, q, sparse, names
         self.frail = slice(p, p + q)
         self.terms = dict(terms) if terms else {name: [j] for j, name in enumerate(names)}
-        self.loglik_zero = float(data.derivatives(np.zeros(p + q), need_info=False)["loglik"])
+        self.loglik_zero = float(data.fast_derivatives(np.zeros(p + q), need_info=False)["loglik"])
 
     def information(self, info: np.ndarray) -> np.ndarray:
         """Observed information, with the frailty block's off-diagonals dropped if sparse."""
@@ -178,7 +178,7 @@ class _PenalisedModel:
 
     def evaluate(self, coef: np.ndarray, theta: float) -> dict:
         """Recentre u in ``coef`` (in place, like R's pfun) and return PPL, U, H, I."""
-        dv = self.data.derivatives(coef)
+        dv = self.data.fast_derivatives(coef)
         u = coef[self.frail]
         u -= u.mean()
         fsum = float(u @ u)

@@ -13,17 +13,19 @@ reference level).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Mapping, Sequence
 
 import numpy as np
-from scipy import stats as sps
+import pandas as pd
 
 from pathomics_desktop.errors import UserError
-from pathomics_desktop.stats.cox import fit_cox_arrays
-from pathomics_desktop.stats.levels import label_array, sorted_levels
+from pathomics_desktop.stats.cox import descending_time_order, fit_cox_estimate, numerical_rank, scaled_cross_product
+from pathomics_desktop.stats.distributions import chi2_sf
+from pathomics_desktop.stats.levels import factor, label_array, level_codes, sorted_levels
 from pathomics_desktop.stats.results import StatResult
-from pathomics_desktop.stats.km import as_event_array
+from pathomics_desktop.stats.km import as_event_array, as_time_array, timefix
 
 MAX_LEVELS = 12
 #: the keys of one row in ``pathomics analyze subgroups --json``
@@ -72,8 +74,8 @@ def exposure_column(frame, exposure: str, reference: str | None = None) -> tuple
     """Numeric exposure vector and its term name (a 2-level category becomes 0/1)."""
     values = frame[exposure]
     if values.dtype == object or str(values.dtype) in ("category", "bool", "string") or reference:
-        labels = label_array(values.tolist())
-        levels = sorted_levels(values.tolist())
+        labels = label_array(values)
+        levels = sorted_levels(pd.unique(labels))
         if len(levels) != 2:
             raise UserError(f"exposure {exposure!r} must be numeric or have two levels; found "
                             f"{len(levels)} ({', '.join(levels[:6])})")
@@ -90,8 +92,13 @@ def exposure_column(frame, exposure: str, reference: str | None = None) -> tuple
 
 def subgroup_analysis(frame, time: str, event: str, exposure: str, subgroups: Sequence[str], *,
                       reference: str | None = None, ties: str = "efron",
-                      subgroup_order: Mapping[str, Sequence[str]] | None = None) -> SubgroupAnalysis:
-    """Rows for a forest plot (see the module docstring and :class:`SubgroupRow`)."""
+                      subgroup_order: Mapping[str, Sequence[str]] | None = None,
+                      level_preference: Mapping[str, Sequence[str]] | None = None) -> SubgroupAnalysis:
+    """Rows for a forest plot (see the module docstring and :class:`SubgroupRow`).
+
+    A variable's levels are ``subgroup_order[var]`` when given (other values are left out of
+    its rows), else the levels present: those of ``level_preference[var]`` (e.g. the codebook
+    order) first, then any others in natural order."""
     for col in (time, event, exposure, *subgroups):
         if col not in frame.columns:
             raise UserError(f"column {col!r} is not in the data")
@@ -99,31 +106,42 @@ def subgroup_analysis(frame, time: str, event: str, exposure: str, subgroups: Se
     if len(base) == 0:
         raise UserError("no rows with time, event and exposure all present")
     x_all, term = exposure_column(base, exposure, reference)
-    t_all = base[time].to_numpy()
-    e_all = base[event].to_numpy()
+    # times merged and rows sorted once (CoxData's order); every fit below takes a subset in order
+    t_all = timefix(as_time_array(base[time].to_numpy()))
+    e_all = as_event_array(base[event].to_numpy())
+    order = descending_time_order(t_all, e_all)
+    t_all, e_all, x_all = t_all[order], e_all[order], x_all[order]
     rows = [_level_row("Overall", "all", t_all, e_all, x_all, term, ties)]
+    # warm starts: the overall HR for each level, the reduced model for the full one
+    start = np.array([math.log(rows[0].hr)]) if rows[0].hr else None
     for var in subgroups:
-        known = base[var].notna().to_numpy()
-        labels = label_array(base[var].tolist())
-        levels = (list(subgroup_order[var]) if subgroup_order and var in subgroup_order
-                  else sorted_levels(base[var].dropna().tolist()))
+        if subgroup_order and var in subgroup_order:
+            levels = list(subgroup_order[var])
+            level_code, known = level_codes(base[var], levels)  # -1: missing or not listed
+        else:
+            level_code, found, known = factor(base[var])
+            preferred = [lvl for lvl in (level_preference or {}).get(var, ()) if lvl in found]
+            levels = preferred + [lvl for lvl in found if lvl not in preferred]
+            position = {lvl: i for i, lvl in enumerate(levels)}
+            level_code = np.array([position[lvl] for lvl in found] + [-1], dtype=np.int64)[level_code]
         if len(levels) > MAX_LEVELS:
             raise UserError(f"subgroup variable {var!r} has {len(levels)} values; group it into "
                             f"at most {MAX_LEVELS} categories first")
-        p_int = _interaction_p(t_all[known], e_all[known], x_all[known], labels[known], levels,
-                               term, var, ties)
+        level_code, known = level_code[order], known[order]
+        p_int = _interaction_p(t_all[known], e_all[known], x_all[known], level_code[known], levels,
+                               term, var, ties, start)
         for i, lvl in enumerate(levels):
-            m = known & (labels == lvl)
-            row = _level_row(var, lvl, t_all[m], e_all[m], x_all[m], term, ties)
+            m = level_code == i
+            row = _level_row(var, lvl, t_all[m], e_all[m], x_all[m], term, ties, start)
             row.p_interaction = p_int if i == 0 else None
             rows.append(row)
     return SubgroupAnalysis(term, rows)
 
 
-def _level_row(var: str, level: str, t, e, x, term: str, ties: str) -> SubgroupRow:
+def _level_row(var: str, level: str, t, e, x, term: str, ties: str, start=None) -> SubgroupRow:
     row = SubgroupRow(var, level, n=int(len(t)), events=int(as_event_array(e).sum()) if len(t) else 0)
     try:
-        fit = fit_cox_arrays(t, e, x[:, None], names=[term], ties=ties)
+        fit = fit_cox_estimate(t, e, x[:, None], names=[term], ties=ties, presorted=True, init=start)
     except UserError as exc:
         row.note = str(exc)
         return row
@@ -132,35 +150,53 @@ def _level_row(var: str, level: str, t, e, x, term: str, ties: str) -> SubgroupR
     return row
 
 
-def _interaction_p(t, e, x, labels, levels, term, var, ties) -> float | None:
-    present = [lvl for lvl in levels if np.any(labels == lvl)]
+def _interaction_p(t, e, x, level_code, levels, term, var, ties, start=None) -> float | None:
+    """LR test of the interaction (module docstring); ``level_code`` indexes ``levels``;
+    ``start``: the overall exposure coefficient (the reduced model's warm start)."""
+    counts = np.bincount(level_code[level_code >= 0], minlength=len(levels))
+    present = [i for i in range(len(levels)) if counts[i]]
     if len(present) < 2:
         return None
-    dummies = np.column_stack([(labels == lvl).astype(float) for lvl in present[1:]])
-    names_red = [term] + [f"{var}={lvl}" for lvl in present[1:]]
-    reduced, names_red = _estimable(np.column_stack([x, dummies]), names_red)
-    inter = dummies * x[:, None]
-    names_full = names_red + [f"{term}:{var}={lvl}" for lvl in present[1:]]
+    dummies = np.column_stack([(level_code == i).astype(float) for i in present[1:]])
+    present = [levels[i] for i in present]
+    # x, the level dummies and the interactions; one cross-product for both models
+    design = np.column_stack([x, dummies, dummies * x[:, None]])
+    names = ([term] + [f"{var}={lvl}" for lvl in present[1:]]
+             + [f"{term}:{var}={lvl}" for lvl in present[1:]])
+    gram = scaled_cross_product(design - design.mean(axis=0))
+    varies = np.ptp(design, axis=0) > 0
+    main = 1 + dummies.shape[1]
+    kept_red = _estimable(gram, varies, range(main), [])
     # aliased interaction columns (e.g. a level with one subject) are dropped, as R's
     # coxph gives them NA coefficients; df counts the estimable ones only
-    full, names_full = _estimable(np.column_stack([reduced, inter]), names_full)
+    kept_full = _estimable(gram, varies, range(main, design.shape[1]), kept_red)
+    reduced, names_red = design[:, kept_red], [names[j] for j in kept_red]
+    full, names_full = design[:, kept_full], [names[j] for j in kept_full]
     if full.shape[1] == reduced.shape[1]:
         return None
     try:
-        fit_red = fit_cox_arrays(t, e, reduced, names=names_red, ties=ties)
-        fit_full = fit_cox_arrays(t, e, full, names=names_full, ties=ties)
+        init_red = None
+        if start is not None and kept_red and kept_red[0] == 0:
+            init_red = np.concatenate([start, np.zeros(len(kept_red) - 1)])
+        # only the two log-likelihoods are used: no polishing Newton step (each is exact to ~1e-10)
+        fit_red = fit_cox_estimate(t, e, reduced, names=names_red, ties=ties, presorted=True, init=init_red,
+                                   polish=False)
+        init_full = np.concatenate([fit_red.coef, np.zeros(len(kept_full) - len(kept_red))])
+        fit_full = fit_cox_estimate(t, e, full, names=names_full, ties=ties, presorted=True, init=init_full,
+                                    polish=False)
     except UserError:
         return None
     stat = max(2.0 * (fit_full.loglik - fit_red.loglik), 0.0)
-    return float(sps.chi2.sf(stat, full.shape[1] - reduced.shape[1]))
+    return chi2_sf(stat, full.shape[1] - reduced.shape[1])
 
 
-def _estimable(X: np.ndarray, names: list[str]) -> tuple[np.ndarray, list[str]]:
-    """Keep columns, left to right, that are not constant or linear in the kept ones."""
-    keep: list[int] = []
-    centred = X - X.mean(axis=0)
-    for j in range(X.shape[1]):
-        trial = centred[:, keep + [j]]
-        if np.ptp(X[:, j]) > 0 and np.linalg.matrix_rank(trial) == len(keep) + 1:
+def _estimable(gram: np.ndarray, varies: np.ndarray, candidates, kept: list[int]) -> list[int]:
+    """``kept`` plus the ``candidates``, left to right, that vary and are not linear in the
+    columns kept so far: the rank of their block of the scaled cross-product ``gram`` of the
+    centred design (:func:`numerical_rank`)."""
+    keep = list(kept)
+    for j in candidates:
+        trial = keep + [j]
+        if varies[j] and numerical_rank(gram[np.ix_(trial, trial)]) == len(trial):
             keep.append(j)
-    return X[:, keep], [names[j] for j in keep]
+    return keep

@@ -39,7 +39,7 @@ from scipy import stats as sps
 from scipy.special import digamma, gammaln, polygamma
 
 from pathomics_desktop.errors import UserError
-from pathomics_desktop.stats.levels import label_array, sorted_levels
+from pathomics_desktop.stats.levels import factor
 from pathomics_desktop.stats.results import StatResult
 
 MC_SEED = 20240607
@@ -449,8 +449,8 @@ def baseline_table(frame, by: str, columns: Sequence[str], *,
     if group_values.isna().any():
         frame = frame[group_values.notna()]
         group_values = frame[by]
-    labels = label_array(group_values.tolist())
-    groups = list(group_order) if group_order else sorted_levels(set(labels.tolist()))
+    # group of each row as an index into groups (-1: a value not among group_order)
+    group, groups, _ = factor(group_values, list(group_order) if group_order else None)
     if len(groups) < 2:
         raise UserError(f"Table 1 needs at least two groups in {by!r}; found {groups}")
     rows: list[BaselineRow] = []
@@ -458,17 +458,18 @@ def baseline_table(frame, by: str, columns: Sequence[str], *,
         if var not in frame.columns:
             raise UserError(f"column {var!r} is not in the data")
         series = frame[var]
-        missing = {g: int(series[labels == g].isna().sum()) for g in groups}
+        missing_per_group = np.bincount(group[series.isna().to_numpy() & (group >= 0)], minlength=len(groups))
+        missing = {g: int(missing_per_group[j]) for j, g in enumerate(groups)}
         is_cat = var in categorical or series.dtype == object or str(series.dtype) in (
             "category", "bool", "string")
         if is_cat:
-            rows.extend(_categorical_rows(var, series, labels, groups, chisq_correct))
+            rows.extend(_categorical_rows(var, series, group, groups, chisq_correct))
         else:
             try:
                 numeric = series.astype(float)
             except (TypeError, ValueError):
                 raise UserError(f"column {var!r} is not numeric; declare it categorical") from None
-            rows.append(_continuous_row(var, numeric, labels, groups, digits, normal_alpha,
+            rows.append(_continuous_row(var, numeric, group, groups, digits, normal_alpha,
                                         equal_var))
         if sum(missing.values()):
             cells = {g: str(missing[g]) for g in groups}
@@ -479,9 +480,11 @@ def baseline_table(frame, by: str, columns: Sequence[str], *,
     return BaselineTable(groups, rows)
 
 
-def _continuous_row(var, numeric, labels, groups, digits, alpha, equal_var=False) -> BaselineRow:
+def _continuous_row(var, numeric, group, groups, digits, alpha, equal_var=False) -> BaselineRow:
+    """``group``: each row's index into ``groups`` (-1: in Overall only)."""
     values = numeric.to_numpy()
-    per = [values[(labels == g) & ~np.isnan(values)] for g in groups]
+    recorded = ~np.isnan(values)
+    per = [values[(group == j) & recorded] for j in range(len(groups))]
     allv = values[~np.isnan(values)]
     normal = is_normal([g for g in per if len(g)], alpha)
     summary = {}
@@ -500,15 +503,14 @@ def _continuous_row(var, numeric, labels, groups, digits, alpha, equal_var=False
                        statistic_kind="mean (SD)" if normal else "median [Q1, Q3]")
 
 
-def _categorical_rows(var, series, labels, groups, correct) -> list[BaselineRow]:
-    present = series.notna().to_numpy()
-    values = np.full(len(series), None, dtype=object)
-    values[present] = label_array(series[present].tolist())
-    levels = sorted_levels(set(values[present].tolist()))
+def _categorical_rows(var, series, group, groups, correct) -> list[BaselineRow]:
+    """``group``: each row's index into ``groups``; the levels x groups counts by one bincount."""
+    level, levels, _ = factor(series)
     if not levels:
         return [BaselineRow(var, None, {g: "-" for g in groups + ["Overall"]})]
-    table = np.array([[np.sum((values == lvl) & (labels == g)) for g in groups] for lvl in levels],
-                     dtype=np.int64)
+    counted = (level >= 0) & (group >= 0)
+    table = np.bincount(level[counted] * len(groups) + group[counted],
+                        minlength=len(levels) * len(groups)).reshape(len(levels), len(groups)).astype(np.int64)
     p, test = categorical_test(table, correct=correct)
     col_tot = table.sum(0)
     props = [table[:, j] / col_tot[j] for j in range(len(groups)) if col_tot[j] > 0]

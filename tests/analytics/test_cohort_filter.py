@@ -138,3 +138,28 @@ def test_a_forest_subgroup_of_a_derived_column_selects_its_patients(snapshot, co
 def test_a_strict_upper_bound_reads_as_such():
     assert "ca19_9 < 200" in CohortFilter().with_subgroup("ca19_9_group", "<200").describe()
     assert "age <= 64" in CohortFilter().with_range("age", None, 64).describe()
+
+
+@pytest.mark.parametrize("flt", [
+    CohortFilter(),
+    CohortFilter(included_only=False),
+    CohortFilter(datasets=("internal",)).with_range("age", 40, None),
+    CohortFilter().with_categories("sex", ["(none ticked)"]),
+])
+def test_frame_is_the_filtered_rows_with_their_derived_columns(snapshot, flt):
+    """The filtered frame is taken from the analysis table (derived once per snapshot): equal,
+    values and dtypes, to deriving the columns of the rows DuckDB returns for the filter."""
+    from pathomics_desktop.signature.report import derive_clinical_columns
+
+    path, _ = snapshot
+    source = AnalysisSource(path)
+    got = source.frame(flt)
+    query = source.query()
+    try:
+        expected = derive_clinical_columns(query.frame(flt.filters()))
+        positions = query.positions(flt.filters())
+    finally:
+        query.close()
+    pd.testing.assert_frame_equal(got, expected)
+    assert positions.tolist() == sorted(positions.tolist())
+    assert source.analysis_table() is source.analysis_table()  # made once

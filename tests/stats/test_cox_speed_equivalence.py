@@ -156,3 +156,77 @@ def test_data_frame_strata_labels_join_the_columns():
     one = cox.fit_cox(frame, "t", "e", ["x0", "x1"], strata="site")
     np.testing.assert_array_equal(
         one.coef, cox.fit_cox_arrays(time_, event, x, strata=frame["site"].to_numpy()).coef)
+
+
+@pytest.mark.parametrize("ties", ["efron", "breslow"])
+@pytest.mark.parametrize("n_strata", [1, 3])
+def test_compiled_kernel_matches_loops(ties, n_strata):
+    """The one-pass numba kernel (Newton-Raphson's derivatives) against the explicit loops,
+    on the tied data with censored rows and deaths sharing times and a stratum whose last risk
+    set dies at once; beta = 0 and away from it, with and without the information."""
+    time_, event, x, strata = _tied_data(160, 3, seed=21 + n_strata, n_strata=n_strata)
+    data = cox.CoxData(time_, event, x, strata if n_strata > 1 else None, ties)
+    for beta in (np.zeros(3), np.array([0.4, -0.3, 0.2]), np.array([-1.5, 2.0, 0.7])):
+        fast = data.fast_derivatives(beta)
+        ll, u, info, _ = _brute_force(time_, event, x, strata, beta, ties)
+        assert fast["loglik"] == pytest.approx(ll, rel=1e-12)
+        np.testing.assert_allclose(fast["score"], u, rtol=1e-10, atol=1e-11)
+        np.testing.assert_allclose(fast["info"], info, rtol=1e-10, atol=1e-11)
+        no_info = data.fast_derivatives(beta, need_info=False)
+        assert "info" not in no_info and no_info["loglik"] == fast["loglik"]
+
+
+def test_descending_time_order_is_the_lexsort_order():
+    rng = np.random.default_rng(4)
+    time_ = rng.integers(1, 30, size=2000).astype(float)
+    event = rng.random(2000) < 0.5
+    order = cox.descending_time_order(time_, event)
+    reference = np.lexsort((event, -time_))
+    assert sorted(order.tolist()) == list(range(2000))
+    np.testing.assert_array_equal(time_[order], time_[reference])
+    np.testing.assert_array_equal(event[order], event[reference])
+
+
+def test_presorted_fit_equals_the_plain_fit():
+    """``presorted`` (rows already merged and in CoxData's order, as subgroup_analysis passes a
+    subset of them) changes nothing but rounding."""
+    time_, event, x, _ = _tied_data(300, 3, seed=9)
+    time_ = time_ + np.where(np.arange(300) % 7 == 0, 1e-12, 0.0)  # timefix merges these
+    plain = cox.fit_cox_arrays(time_, event, x)
+    fixed = cox.timefix(time_)
+    order = cox.descending_time_order(fixed, event)
+    pre = cox.fit_cox_arrays(fixed[order], event[order], x[order], presorted=True)
+    np.testing.assert_allclose(pre.coef, plain.coef, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(pre.var, plain.var, rtol=1e-8)
+    assert pre.loglik == pytest.approx(plain.loglik, rel=1e-12)
+    assert pre.loglik_null == pytest.approx(plain.loglik_null, rel=1e-12)
+    np.testing.assert_allclose(pre.linear_predictor, plain.linear_predictor[order], atol=1e-9)
+
+
+def test_estimate_alone_equals_the_full_fit_warm_started_or_not():
+    """fit_cox_estimate (no null model) gives fit_cox_arrays's coefficients, variance and
+    log-likelihood; a warm start and ``polish=False`` change them by rounding only."""
+    time_, event, x, _ = _tied_data(400, 3, seed=13)
+    full = cox.fit_cox_arrays(time_, event, x)
+    plain = cox.fit_cox_estimate(time_, event, x)
+    np.testing.assert_allclose(plain.coef, full.coef, rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(plain.var, full.naive_var, rtol=1e-12)
+    assert plain.loglik == full.loglik and (plain.n, plain.events) == (full.n, full.events)
+    assert [r["hr"] for r in plain.table()] == pytest.approx([r["hr"] for r in full.table()], rel=1e-12)
+    warm = cox.fit_cox_estimate(time_, event, x, init=full.coef + 0.05, polish=False)
+    np.testing.assert_allclose(warm.coef, full.coef, atol=1e-8)
+    assert warm.loglik == pytest.approx(full.loglik, rel=1e-12, abs=1e-9)
+
+
+def test_wald_quadratic_form_full_rank_and_rank_deficient():
+    """b' V^- b: the Cholesky path of a full-rank V equals b' V^-1 b; a singular V (a column
+    repeated) keeps R's generalised-inverse answer: the repeated direction is dropped."""
+    rng = np.random.default_rng(2)
+    a = rng.normal(size=(6, 3))
+    var = a.T @ a
+    b = np.array([0.3, -0.2, 0.5])
+    stat, df = cox._general_quadratic(b, var)
+    assert df == 3 and stat == pytest.approx(float(b @ np.linalg.solve(var, b)), rel=1e-12)
+    singular = np.array([[2.0, 2.0, 0.0], [2.0, 2.0, 0.0], [0.0, 0.0, 1.0]])
+    stat, df = cox._general_quadratic(np.array([1.0, 1.0, 2.0]), singular)
+    assert df == 2 and stat == pytest.approx(1.0 ** 2 / 2.0 + 2.0 ** 2 / 1.0, rel=1e-12)
