@@ -55,6 +55,7 @@ def training_job(project, params: dict[str, Any], ctx) -> dict[str, Any]:
     ``model_options`` (constructor options, e.g. a small CrossFormer), ``input_size``,
     ``max_tiles_per_slide``, ``stain`` ("macenko" | "none"), ``imbalance``, ``device``."""
     from pathomics_desktop.learning.backbones import create_backbone
+    from pathomics_desktop.learning.distributed import is_main_process
     from pathomics_desktop.learning.preprocess import RandomCropFlip, TileDataset
     from pathomics_desktop.learning.project_data import (
         StreamedTiles, labelled, project_slides, require_two_classes, tile_entries)
@@ -87,9 +88,10 @@ def training_job(project, params: dict[str, Any], ctx) -> dict[str, Any]:
         spec[f"{name}_tiles"] = len(entries)
         spec[f"{name}_slides"] = {"poor": sum(s.label == 1 for s in chosen), "good": sum(s.label == 0 for s in chosen)}
     folder.mkdir(parents=True, exist_ok=True)
-    remove_stale_temporaries(folder)  # of a run killed while writing a checkpoint
-    with atomic_path(folder / "run.json") as tmp:
-        tmp.write_text(json.dumps(spec, indent=2), encoding="utf-8")
+    if is_main_process():  # under torchrun, rank 0 writes; the other ranks only train
+        remove_stale_temporaries(folder)  # of a run killed while writing a checkpoint
+        with atomic_path(folder / "run.json") as tmp:
+            tmp.write_text(json.dumps(spec, indent=2), encoding="utf-8")
     ctx.log(f"training {backbone} on {spec['training_tiles']} tiles ({spec['training_slides']}), "
             f"validating on {spec['internal_tiles']} tiles")
     seed_everything(seed)
@@ -102,8 +104,9 @@ def training_job(project, params: dict[str, Any], ctx) -> dict[str, Any]:
                "first_loss": result.history[0].get("train_loss") if result.history else None,
                "last_loss": result.history[-1].get("train_loss") if result.history else None}
     spec["result"] = summary
-    with atomic_path(folder / "run.json") as tmp:
-        tmp.write_text(json.dumps(spec, indent=2, default=str), encoding="utf-8")
+    if is_main_process():
+        with atomic_path(folder / "run.json") as tmp:
+            tmp.write_text(json.dumps(spec, indent=2, default=str), encoding="utf-8")
     return summary
 
 

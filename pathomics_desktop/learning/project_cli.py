@@ -16,7 +16,9 @@ TINY_OPTIONS = {
 def register(sub) -> None:
     p = sub.add_parser("train", help="train a patch model on the training set (a resumable job)")
     p.add_argument("--backbone", required=True, help="resnet18 | resnet50 | densenet121 | crossformer_t/s/b/l")
-    p.add_argument("--run", help="model run name (default: the backbone)")
+    p.add_argument("--run", "--run-name", dest="run",
+                   help="model run name (default: the backbone); under torchrun write --run-name "
+                        "(torchrun reads --run as its own --run-path)")
     p.add_argument("--preset", choices=["study"], default="study",
                    help="study: CNNs lr 0.01 x 8 epochs; CrossFormer lr 0.001 x 16 epochs, early stopping 128 it.")
     p.add_argument("--weights", help="local pretrained weights (.pth/.safetensors); never downloaded")
@@ -30,6 +32,9 @@ def register(sub) -> None:
     p.add_argument("--imbalance", choices=["none", "class_weights", "weighted_sampler"])
     p.add_argument("--device", help="auto | cpu | cuda | cuda:N")
     p.add_argument("--tiny", action="store_true", help="a very small variant of the backbone (CPU demos and tests)")
+    p.add_argument("--gpus", default="1",
+                   help="GPUs to train on, a number or 'all': more than one re-launches the command through "
+                        "torchrun, one data-parallel process per GPU; --batch-size stays the global batch")
     add_project_option(p)
     p.set_defaults(func=cmd_train)
 
@@ -69,16 +74,55 @@ def _run(args, job_type: str, params: dict) -> int:
     return code
 
 
+TRAIN_OPTIONS = ("backbone", "run", "preset", "weights", "epochs", "lr", "batch_size", "seed", "input_size",
+                 "max_tiles_per_slide", "stain", "imbalance", "device")
+
+
 def cmd_train(args) -> int:
+    """Train as a job; with ``--gpus N`` > 1 re-launch through torchrun. Under torchrun, rank 0
+    records the job and writes the outputs; the other ranks train with it and record nothing."""
+    from pathomics_desktop.learning import distributed
     from pathomics_desktop.learning.backbones import backbone_family
 
+    if not distributed.launched_by_torchrun():
+        processes = distributed.requested_processes(args.gpus)
+        if processes > 1:
+            return distributed.relaunch_with_torchrun(processes, train_arguments(args))
     params = {k: v for k, v in vars(args).items()
-              if k in ("backbone", "run", "weights", "epochs", "lr", "batch_size", "seed", "input_size",
-                       "max_tiles_per_slide", "stain", "imbalance", "device") and v is not None}
+              if k in TRAIN_OPTIONS and k != "preset" and v is not None}
     params["preset"] = args.preset
     if args.tiny:
         params["model_options"] = TINY_OPTIONS[backbone_family(args.backbone)]
+    if not distributed.is_main_process():
+        return _train_as_secondary_rank(args, params)
     return _run(args, "training", params)
+
+
+def train_arguments(args) -> list[str]:
+    """The ``pathomics train`` command line of ``args`` without ``--gpus`` (what each torchrun
+    process runs)."""
+    argv = ["train"]
+    for key in TRAIN_OPTIONS:
+        value = getattr(args, key, None)
+        if value is not None:  # --run-name: torchrun would take --run for its --run-path
+            argv += ["--run-name" if key == "run" else f"--{key.replace('_', '-')}", str(value)]
+    if args.tiny:
+        argv.append("--tiny")
+    if getattr(args, "project", None) is not None:
+        argv += ["--project", str(args.project)]
+    return argv
+
+
+def _train_as_secondary_rank(args, params: dict) -> int:
+    from pathomics_desktop.jobs.core import Cancelled, JobContext
+    from pathomics_desktop.learning.jobs import training_job
+    from pathomics_desktop.project import open_project
+
+    try:
+        training_job(open_project(args.project), params, JobContext())
+    except Cancelled:
+        return 130
+    return 0
 
 
 def cmd_infer(args) -> int:

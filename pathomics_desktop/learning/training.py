@@ -24,6 +24,10 @@ GUI safety: data are loaded in the calling thread (``num_workers=0``) unless ask
 otherwise, and then with the "spawn" multiprocessing context (fork inside a Qt process can
 deadlock). ``progress(fraction, message)`` is called at most every ``progress_interval_s``
 seconds and at epoch ends; ``cancel.cancelled`` is checked at every iteration.
+
+Several processes (``torchrun --nproc_per_node=N``, one per GPU): :mod:`.distributed`
+splits every global batch of ``batch_size`` over the processes and keeps the gradients,
+losses and checkpoints those of one process with the same global batch.
 """
 
 from __future__ import annotations
@@ -302,10 +306,17 @@ class _Run:
     scaler: Any = None
     amp_dtype: "torch.dtype | None" = None
     progress: _Progress = field(default_factory=_Progress)
+    dist: Any = None  # distributed.DataParallel when launched as several processes
+    ddp_model: "nn.Module | None" = None  # the DistributedDataParallel wrapper of ``model``
 
     @property
     def on_cuda(self) -> bool:
         return self.device.type == "cuda"
+
+    @property
+    def is_main(self) -> bool:
+        """True in the process that writes checkpoints and reports (rank 0, or alone)."""
+        return self.dist is None or self.dist.is_main
 
 
 def train(model: "nn.Module", train_data: "Dataset", val_data: "Dataset | None",
@@ -317,17 +328,28 @@ def train(model: "nn.Module", train_data: "Dataset", val_data: "Dataset | None",
     ``checkpoint_dir`` receives ``last.pt`` (every epoch) and ``best.pt`` (best weights).
     With ``resume`` and an existing ``last.pt`` from the same settings, training continues
     after its last completed epoch. Raises :class:`Cancelled` when ``cancel.cancelled``.
+    Launched by torchrun as several processes, trains data-parallel (:mod:`.distributed`).
     """
+    from pathomics_desktop.learning.distributed import data_parallel_session
+
     config.validate()
-    checkpoint_dir = Path(checkpoint_dir)
-    device = resolve_device(config.device)
+    with data_parallel_session(config) as dist:  # None in a single process
+        return _train(model, train_data, val_data, config, Path(checkpoint_dir), num_classes,
+                      progress, cancel, resume, dist)
+
+
+def _train(model, train_data, val_data, config: TrainConfig, checkpoint_dir: Path,
+           num_classes: int | None, progress: ProgressCallback | None,
+           cancel: CancelToken | None, resume: bool, dist) -> TrainResult:
+    device = dist.device if dist is not None else resolve_device(config.device)
     num_classes = _num_classes(model, num_classes)
     labels, counts = _check_datasets(train_data, val_data, num_classes, config)
     run = _Run(model=model, train_data=train_data, val_data=val_data, config=config,
                device=device, labels=labels, counts=counts,
                checkpoint_path=checkpoint_dir / CHECKPOINT_NAME,
                best_path=checkpoint_dir / BEST_WEIGHTS_NAME, cancel=cancel,
-               report=_Throttle(progress, config.progress_interval_s))
+               report=_Throttle(progress if dist is None or dist.is_main else None,
+                                config.progress_interval_s), dist=dist)
     _prepare_device(run)
     _build_loss(run)
     _build_loaders(run)
@@ -371,6 +393,9 @@ def _prepare_device(run: _Run) -> None:
     run.model.to(run.device)
     if run.on_cuda and run.config.channels_last:
         run.model.to(memory_format=torch.channels_last)
+    if run.dist is not None:
+        run.ddp_model = run.dist.wrap(run.model)
+        run.dist.seed_rank(run.config.seed)
 
 
 def _build_loss(run: _Run) -> None:
@@ -385,6 +410,8 @@ def _build_loss(run: _Run) -> None:
     if run.config.imbalance == "weighted_sampler":
         balanced_class_weights(run.counts)  # rejects empty classes
         run.sample_weights = torch.as_tensor(1.0 / run.counts[run.labels], dtype=torch.double)
+    if run.dist is not None:
+        run.criterion = run.dist.sharded_loss(run.class_weights)
 
 
 def _build_loaders(run: _Run) -> None:
@@ -396,16 +423,24 @@ def _build_loaders(run: _Run) -> None:
 
 def _epoch_loader(run: _Run, epoch: int):
     """The training batches of ``epoch``: shuffled (or weighted-sampled) by the generator
-    seeded with (seed, epoch), so a resumed run draws the same order."""
+    seeded with (seed, epoch), so a resumed run draws the same order. Under several
+    processes, this process's share of each batch of that same order."""
+    if run.dist is not None:
+        order = _ordered_loader(run, epoch, list(range(len(run.labels))),
+                                {"batch_size": run.config.batch_size})
+        return run.dist.shard_loader(run, epoch, [batch.tolist() for batch in order])
+    return _ordered_loader(run, epoch, run.train_data, run.loader_options)
+
+
+def _ordered_loader(run: _Run, epoch: int, dataset, options: dict[str, Any]):
     from torch.utils.data import DataLoader, WeightedRandomSampler
 
     generator = _epoch_generator(run.config.seed, epoch)
     if run.sample_weights is not None:
         sampler = WeightedRandomSampler(run.sample_weights, num_samples=len(run.labels),
                                         replacement=True, generator=generator)
-        return DataLoader(run.train_data, sampler=sampler, generator=generator,
-                          **run.loader_options)
-    return DataLoader(run.train_data, shuffle=True, generator=generator, **run.loader_options)
+        return DataLoader(dataset, sampler=sampler, generator=generator, **options)
+    return DataLoader(dataset, shuffle=True, generator=generator, **options)
 
 
 def _build_optimiser(run: _Run) -> None:
@@ -443,7 +478,10 @@ def _resume_from_checkpoint(run: _Run) -> int:
     run.optimizer.load_state_dict(checkpoint["optimizer"])
     run.scheduler.load_state_dict(checkpoint["scheduler"])
     run.scaler.load_state_dict(checkpoint["scaler"])
-    restore_rng_state(checkpoint["rng"])
+    if run.dist is not None:
+        run.dist.restore_rng(checkpoint, run.config.seed)
+    else:
+        restore_rng_state(checkpoint["rng"])
     run.progress = _Progress(epoch=checkpoint["epoch"], step=checkpoint["step"],
                              best_val_loss=checkpoint["best_val_loss"],
                              best_step=checkpoint["best_step"],
@@ -452,14 +490,21 @@ def _resume_from_checkpoint(run: _Run) -> int:
     return run.progress.epoch
 
 
-def _check_cancel(run: _Run) -> None:
-    if run.cancel is not None and run.cancel.cancelled:
+def _check_cancel(run: _Run, everywhere: bool = False) -> None:
+    """Raise :class:`Cancelled` when asked; with ``everywhere`` (every training iteration)
+    under several processes, when any process was asked, so that all stop together."""
+    cancelled = run.cancel is not None and run.cancel.cancelled
+    if everywhere and run.dist is not None:
+        cancelled = run.dist.any(cancelled)
+    if cancelled:
         raise Cancelled(f"training cancelled at epoch {run.progress.epoch + 1}, "
                         f"step {run.progress.step}")
 
 
-def _forward(run: _Run, images: "torch.Tensor", targets) -> tuple["torch.Tensor", "torch.Tensor"]:
-    """(loss, targets on the device) of one batch (autocast on CUDA, the loss in float32)."""
+def _forward(run: _Run, images: "torch.Tensor", targets, model: "nn.Module | None" = None,
+             criterion: Any = None) -> tuple["torch.Tensor", "torch.Tensor"]:
+    """(loss, targets on the device) of one batch (autocast on CUDA, the loss in float32);
+    ``model`` and ``criterion`` default to the run's."""
     import torch
 
     targets = torch.as_tensor(targets, dtype=torch.long, device=run.device)
@@ -467,8 +512,9 @@ def _forward(run: _Run, images: "torch.Tensor", targets) -> tuple["torch.Tensor"
     if run.on_cuda and run.config.channels_last and images.ndim == 4:
         images = images.contiguous(memory_format=torch.channels_last)
     with torch.autocast(run.device.type, dtype=run.amp_dtype, enabled=run.amp_dtype is not None):
-        logits = run.model(images)
-    return run.criterion(logits.float(), targets), targets
+        logits = (model if model is not None else run.model)(images)
+    criterion = criterion if criterion is not None else run.criterion
+    return criterion(logits.float(), targets), targets
 
 
 def _train_one_epoch(run: _Run) -> None:
@@ -478,7 +524,7 @@ def _train_one_epoch(run: _Run) -> None:
     epoch = state.epoch
     loss_sum, n_batches, last_val = 0.0, 0, None
     for images, targets in _epoch_loader(run, epoch):
-        _check_cancel(run)
+        _check_cancel(run, everywhere=True)
         loss = _optimisation_step(run, images, targets)
         loss_sum += loss
         n_batches += 1
@@ -509,9 +555,10 @@ def _optimisation_step(run: _Run, images, targets) -> float:
     UserError when the loss is not finite."""
     import torch
 
-    loss, _ = _forward(run, images, targets)
-    if not torch.isfinite(loss):
-        raise UserError(f"training diverged: loss is {loss.item()} at epoch {run.progress.epoch + 1}, "
+    loss, _ = _forward(run, images, targets, model=run.ddp_model)
+    value = loss if run.dist is None else run.criterion.global_loss  # of the whole batch
+    if not torch.isfinite(value):
+        raise UserError(f"training diverged: loss is {value.item()} at epoch {run.progress.epoch + 1}, "
                         f"step {run.progress.step + 1}; lower the learning rate")
     run.optimizer.zero_grad(set_to_none=True)
     run.scaler.scale(loss).backward()
@@ -519,7 +566,7 @@ def _optimisation_step(run: _Run, images, targets) -> float:
     run.scaler.update()
     run.scheduler.step()
     run.progress.step += 1
-    return loss.item()
+    return value.item()
 
 
 def _validate(run: _Run) -> float:
@@ -528,6 +575,8 @@ def _validate(run: _Run) -> float:
     import torch
     from torch.utils.data import DataLoader
 
+    if run.dist is not None:
+        return run.dist.validate(run)
     run.model.eval()
     total, weight = 0.0, 0.0
     generator = torch.Generator().manual_seed(run.config.seed)
@@ -550,15 +599,20 @@ def _record_validation(run: _Run, val_loss: float) -> None:
     state = run.progress
     if state.best_val_loss is None or val_loss < state.best_val_loss:
         state.best_val_loss, state.best_step = val_loss, state.step
-        atomic_torch_save(run.model.state_dict(), run.best_path)
+        if run.is_main:
+            atomic_torch_save(run.model.state_dict(), run.best_path)
     patience = run.config.early_stopping_patience
     if patience is not None and state.step - state.best_step >= patience:
         state.stopped_early = True
 
 
 def _save_checkpoint(run: _Run) -> None:
-    """Everything a resumed run needs, written atomically to ``last.pt``."""
+    """Everything a resumed run needs, written atomically to ``last.pt`` (by rank 0 only,
+    with every rank's RNG state, under several processes)."""
     state = run.progress
+    extra = {} if run.dist is None else {"rng_ranks": run.dist.gather(capture_rng_state())}
+    if not run.is_main:
+        return
     atomic_torch_save({
         "model": run.model.state_dict(), "optimizer": run.optimizer.state_dict(),
         "scheduler": run.scheduler.state_dict(), "scaler": run.scaler.state_dict(),
@@ -567,7 +621,7 @@ def _save_checkpoint(run: _Run) -> None:
         "epoch": state.epoch, "step": state.step,
         "best_val_loss": state.best_val_loss, "best_step": state.best_step,
         "stopped_early": state.stopped_early, "history": json.dumps(state.history),
-        "format": "pathomics-train-checkpoint/1",
+        "format": "pathomics-train-checkpoint/1", **extra,
     }, run.checkpoint_path)
 
 
@@ -585,6 +639,8 @@ def _finish(run: _Run, resumed_from: int) -> TrainResult:
     """Restore the best validation weights (when validated) and summarise the run."""
     import torch
 
+    if run.dist is not None:
+        run.dist.barrier()  # rank 0 has written best.pt
     if run.val_data is not None and run.best_path.exists():
         run.model.load_state_dict(torch.load(run.best_path, map_location=run.device,
                                              weights_only=True))
