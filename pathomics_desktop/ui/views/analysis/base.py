@@ -100,6 +100,17 @@ def compute_view(project, cohort_filter: CohortFilter, compute: Callable, params
     return Computed(model, cohort_filter, source.snapshot_id, len(frame), time.perf_counter() - start)
 
 
+def labelled_row(controls) -> QHBoxLayout:
+    """One line of controls, each after its label ("" for none), then stretch."""
+    row = QHBoxLayout()
+    for label, widget in controls:
+        if label:
+            row.addWidget(QLabel(label))
+        row.addWidget(widget)
+    row.addStretch(1)
+    return row
+
+
 class AnalysisView(View):
     """Base of the analysis views (see the module docstring)."""
 

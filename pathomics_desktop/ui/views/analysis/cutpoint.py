@@ -24,7 +24,6 @@ from PySide6.QtWidgets import (
     QDialogButtonBox,
     QDoubleSpinBox,
     QGridLayout,
-    QHBoxLayout,
     QLabel,
     QLineEdit,
     QPushButton,
@@ -39,7 +38,7 @@ from pathomics_desktop.figures.signature import list_signatures
 from pathomics_desktop.figures.style import PALETTE, format_estimate_ci, format_p
 from pathomics_desktop.figures.style import format_p as style_p
 from pathomics_desktop.ui.commands import RegistryCommand, push
-from pathomics_desktop.ui.views.analysis.base import AnalysisView
+from pathomics_desktop.ui.views.analysis.base import AnalysisView, labelled_row
 from pathomics_desktop.ui.views.analysis.plotting import group_pen, plot_widget, qcolor
 from pathomics_desktop.ui.views.common import show_message
 
@@ -153,13 +152,8 @@ class CutpointView(AnalysisView):
         self.cut_edit.setMaximumWidth(120)
         self.signature_combo = QComboBox()
         self.signature_combo.setToolTip("The signature whose frozen cut is marked and to which a cut is locked")
-        first = QHBoxLayout()
-        for label, widget in (("", self.endpoint_combo), ("Marker", self.marker_combo),
-                              ("Patients", self.data_set_combo)):
-            if label:
-                first.addWidget(QLabel(label))
-            first.addWidget(widget)
-        first.addStretch(1)
+        first = labelled_row((("", self.endpoint_combo), ("Marker", self.marker_combo),
+                              ("Patients", self.data_set_combo)))
         self.bootstrap_spin = QSpinBox()
         self.bootstrap_spin.setRange(10, 5000)
         self.bootstrap_spin.setValue(DEFAULT_BOOTSTRAP)
@@ -171,14 +165,9 @@ class CutpointView(AnalysisView):
         self.lock_button = QPushButton("Lock this cut...")
         self.lock_button.setToolTip("Store the chosen cut with the signature (a new version, audited; undoable)")
         self.lock_button.clicked.connect(self.open_lock_dialog)
-        second = QHBoxLayout()
-        for label, widget in (("Smallest group", self.minprop_spin), ("Cut", self.cut_edit),
+        second = labelled_row((("Smallest group", self.minprop_spin), ("Cut", self.cut_edit),
                               ("", self.bootstrap_spin), ("", self.bootstrap_button),
-                              ("Signature", self.signature_combo), ("", self.lock_button)):
-            if label:
-                second.addWidget(QLabel(label))
-            second.addWidget(widget)
-        second.addStretch(1)
+                              ("Signature", self.signature_combo), ("", self.lock_button)))
         form.addRow("Endpoint", first)
         form.addRow("Cut", second)
         self.endpoint_combo.currentIndexChanged.connect(self._choice_changed)

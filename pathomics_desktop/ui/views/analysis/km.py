@@ -47,7 +47,7 @@ from pathomics_desktop.figures.km import (
 )
 from pathomics_desktop.figures.style import format_estimate_ci, format_p, group_colour
 from pathomics_desktop.ui.theme import is_dark
-from pathomics_desktop.ui.views.analysis.base import AnalysisView
+from pathomics_desktop.ui.views.analysis.base import AnalysisView, labelled_row
 from pathomics_desktop.ui.views.analysis.patient_list import PatientListDialog
 from pathomics_desktop.ui.views.analysis.plotting import group_brush, group_pen, plot_widget, qcolor
 
@@ -137,19 +137,9 @@ class KaplanMeierView(AnalysisView):
         self.breaks_edit.setMaximumWidth(170)
         self.breaks_edit.editingFinished.connect(self.recompute)
         self._unit_changed()
-        first = QHBoxLayout()
-        for label, widget in (("", self.endpoint_combo), ("Group by", self.group_combo), ("Cut", self.cut_edit)):
-            if label:
-                first.addWidget(QLabel(label))
-            first.addWidget(widget)
-        first.addStretch(1)
-        second = QHBoxLayout()
-        for label, widget in (("", self.reference_combo), ("Time in", self.unit_combo),
-                              ("At-risk times", self.breaks_edit)):
-            if label:
-                second.addWidget(QLabel(label))
-            second.addWidget(widget)
-        second.addStretch(1)
+        first = labelled_row((("", self.endpoint_combo), ("Group by", self.group_combo), ("Cut", self.cut_edit)))
+        second = labelled_row((("", self.reference_combo), ("Time in", self.unit_combo),
+                              ("At-risk times", self.breaks_edit)))
         form.addRow("Endpoint", first)
         form.addRow("Reference", second)
 

@@ -31,7 +31,7 @@ from PySide6.QtWidgets import (
 from pathomics_desktop.figures.signature import DEFAULT_BOOT, SignaturePanel, build_signature_panel, list_signatures
 from pathomics_desktop.figures.style import PALETTE, format_estimate_ci, format_p
 from pathomics_desktop.ui.models.base import DictTableModel
-from pathomics_desktop.ui.views.analysis.base import AnalysisView
+from pathomics_desktop.ui.views.analysis.base import AnalysisView, labelled_row
 from pathomics_desktop.ui.views.analysis.cutpoint import plot_title
 from pathomics_desktop.ui.views.analysis.km import step_xy
 from pathomics_desktop.ui.views.analysis.plotting import group_pen, plot_widget, qcolor
@@ -73,13 +73,8 @@ class SignatureView(AnalysisView):
         self.boot_spin.setValue(DEFAULT_BOOT)
         self.boot_spin.setSuffix(" resamples")
         self.boot_spin.setToolTip("Bootstrap resamples of the C-index and td-AUC confidence intervals")
-        row = QHBoxLayout()
-        for label, widget in (("", self.signature_combo), ("Endpoint", self.endpoint_combo),
-                              ("Bootstrap", self.boot_spin)):
-            if label:
-                row.addWidget(QLabel(label))
-            row.addWidget(widget)
-        row.addStretch(1)
+        row = labelled_row((("", self.signature_combo), ("Endpoint", self.endpoint_combo),
+                              ("Bootstrap", self.boot_spin)))
         form.addRow("Signature", row)
         self.signature_combo.currentIndexChanged.connect(self.recompute)
         self.endpoint_combo.currentIndexChanged.connect(self.recompute)
