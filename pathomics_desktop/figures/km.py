@@ -436,3 +436,36 @@ def _derived_label(column: str) -> str:
 
     labels = {v.column: v.label for v in subgroup_variables()}
     return labels.get(column, column) + (" (T3-4 merged)" if column == "t_group" else "")
+
+
+def median_text(group: KMGroup, unit: str) -> str:
+    """``"31.9 (30.0-35.6)"`` (1 decimal in months, 2 in years); NR (not reached) where the
+    median or a CI limit is undefined."""
+    digits = 1 if unit == "months" else 2
+
+    def number(v):
+        return "NR" if v is None else f"{v:.{digits}f}"
+
+    if group.median is None:
+        return "NR"
+    return f"{group.median:.{digits}f} ({number(group.median_lower)}-{number(group.median_upper)})"
+
+
+def legend_rows(figure: KMFigure) -> list[list[str]]:
+    """The legend table as the view and the exported figure write it: a header, then per group
+    its label, n, events, median (95% CI), HR (95% CI) against the reference and p (HR and p
+    blank without a reference group)."""
+    from pathomics_desktop.figures.style import format_estimate_ci, format_p
+
+    rows = [["Group", "n", "Events", f"Median, {figure.unit} (95% CI)", "HR (95% CI)", "p"]]
+    for group in figure.groups:
+        hr = group.hr or {}
+        if figure.reference is None:
+            hr_text, p_text = "", ""
+        elif group.label == figure.reference:
+            hr_text, p_text = "1 (reference)", ""
+        else:
+            hr_text = format_estimate_ci(hr.get("hr"), hr.get("hr_lower"), hr.get("hr_upper"))
+            p_text = format_p(hr.get("p"))
+        rows.append([group.label, str(group.n), str(group.events), median_text(group, figure.unit), hr_text, p_text])
+    return rows

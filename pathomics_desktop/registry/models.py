@@ -26,6 +26,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -252,6 +253,9 @@ class CodebookVariable(Audited, Base):
     soft_max: Mapped[Optional[str]] = mapped_column(String(32))
     required: Mapped[bool] = mapped_column(Boolean, default=False)
     identifier: Mapped[bool] = mapped_column(Boolean, default=False)
+    #: values computed by a job (``signature apply``), not curated: analysts may write them
+    #: (migration 0006)
+    derived: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
     values: Mapped[list["VariableValue"]] = relationship(
         back_populates="variable", cascade="all, delete-orphan")

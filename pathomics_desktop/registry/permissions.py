@@ -1,12 +1,14 @@
 """What each role may do, for the GUI to grey out actions (Qt-free).
 
-The server enforces the same rules (migration 0005: GRANTs and row-level security); this
-table only spares the user a refused action. Roles:
+The server enforces the same rules (migrations 0005 and 0006: GRANTs and row-level
+security); this table only spares the user a refused action. Roles:
 
 * ``admin`` — everything, including users and the codebook;
 * ``coordinator`` — edits the curated data (patients, follow-up, slides, identifiers) of
   their centers, imports, and registers slides / runs jobs;
-* ``analyst`` — reads all de-identified data, runs analyses and jobs;
+* ``analyst`` — reads all de-identified data, runs analyses and jobs (``run_jobs``: tiling
+  records a slide's QC, ``signature apply`` writes the derived score variables; no other
+  registry data);
 * ``clinician`` — reads de-identified data and analyses;
 * ``""`` — a login without a role in this registry: nothing.
 

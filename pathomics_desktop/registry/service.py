@@ -253,8 +253,11 @@ def delete_patient(registry: Registry, study_id: str, *, user: str = "", reason:
 def add_variable(registry: Registry, *, name: str, type: str, label: str = "", unit: str = "",
                  codes: dict[str, list[str]] | None = None, min_value: Any = None,
                  max_value: Any = None, soft_min: Any = None, soft_max: Any = None,
-                 required: bool = False, identifier: bool = False, user: str = "") -> None:
-    """Add a user-defined variable to the project's codebook."""
+                 required: bool = False, identifier: bool = False, derived: bool = False,
+                 user: str = "") -> None:
+    """Add a user-defined variable to the project's codebook. ``derived``: its values are
+    computed by a job (``signature apply``), not curated; on PostgreSQL analysts may add such a
+    variable (not an identifier, not required) and write its values (migration 0006)."""
     with registry.session(user=user) as session:
         book = Codebook.for_session(session)
         validate_new_variable(book, name=name, type=type, codes=codes, min_value=min_value,
@@ -265,7 +268,7 @@ def add_variable(registry: Registry, *, name: str, type: str, label: str = "", u
             max_value=None if max_value is None else str(max_value),
             soft_min=None if soft_min is None else str(soft_min),
             soft_max=None if soft_max is None else str(soft_max),
-            required=required, identifier=identifier))
+            required=required, identifier=identifier, derived=derived))
 
 
 def set_center_role(registry: Registry, code: str, role: str, *, user: str = "") -> None:

@@ -337,31 +337,12 @@ def _p_phrase(p) -> str:
 RISK_BLOCKS = (("Number at risk", "at_risk"), ("Cumulative events", "events_by"), ("Censored", "censored_by"))
 
 
-def km_median_text(group, unit: str) -> str:
-    """``"31.9 (30.0-35.6)"`` (1 decimal in months, 2 in years); NR (not reached) where undefined."""
-    digits = 1 if unit == "months" else 2
-
-    def number(v):
-        return "NR" if v is None else f"{v:.{digits}f}"
-
-    if group.median is None:
-        return "NR"
-    return f"{group.median:.{digits}f} ({number(group.median_lower)}-{number(group.median_upper)})"
-
-
 def km_legend_rows(figure) -> list[list[str]]:
-    """The legend table: header, then group, n, events, median (95% CI), HR (95% CI), p."""
-    rows = [["Group", "n", "Events", f"Median, {figure.unit} (95% CI)", "HR (95% CI)", "p"]]
-    for group in figure.groups:
-        hr = group.hr or {}
-        if figure.reference is None:
-            hr_text, p_text = "", ""
-        elif group.label == figure.reference:
-            hr_text, p_text = "1 (reference)", ""
-        else:
-            hr_text = format_estimate_ci(hr.get("hr"), hr.get("hr_lower"), hr.get("hr_upper"))
-            p_text = format_p(hr.get("p"))
-        rows.append([group.label, str(group.n), str(group.events), km_median_text(group, figure.unit), hr_text, p_text])
+    """The legend table of :func:`pathomics_desktop.figures.km.legend_rows`, without the HR and p
+    columns when there is no reference group."""
+    from pathomics_desktop.figures.km import legend_rows
+
+    rows = legend_rows(figure)
     if figure.reference is None:
         rows = [r[:4] for r in rows]
     return rows

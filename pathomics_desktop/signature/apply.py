@@ -67,11 +67,11 @@ def ensure_score_variables(registry) -> None:
         score, group = score_columns(endpoint)
         label = endpoint.upper()
         if score not in known:
-            add_variable(registry, name=score, type="number",
+            add_variable(registry, name=score, type="number", derived=True,
                          label=f"Pathomics {label} score (derived: written by `pathomics signature apply`)")
         if group not in known:
             add_variable(registry, name=group, type="category", codes={"high": ["high risk"], "low": ["low risk"]},
-                         label=f"Pathomics {label} risk group (derived: score > frozen cut is high)")
+                         derived=True, label=f"Pathomics {label} risk group (derived: score > frozen cut is high)")
 
 
 def write_scores(registry, scores, scope: set[str], endpoint: str, *, reason: str, user: str = "") -> dict[str, int]:

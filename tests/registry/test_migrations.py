@@ -52,6 +52,65 @@ def test_upgrade_downgrade_upgrade_keeps_the_data(project, registry, tmp_path):
         reg.dispose()
 
 
+def test_derived_column_down_and_up_again(project, registry, tmp_path):
+    """Migration 0006 down and up: the ``derived`` column goes (custom variables and their
+    values stay) and comes back, false for every variable but the four score variables of
+    ``signature apply``, which are marked derived also when they were added before 0006. On
+    PostgreSQL its policies, trigger and row security on the codebook go and come back with it."""
+    import sqlalchemy as sa
+
+    from pathomics_desktop.registry.service import add_variable, edit_value
+
+    url = project.database_url
+    import_file(registry, write_csv(tmp_path / "p.csv", [patient("P1")]))
+    add_variable(registry, name="ecog", type="integer")
+    add_variable(registry, name="risk", type="number", derived=True)
+    edit_value(registry, "P1", "ecog", "2")
+    edit_value(registry, "P1", "risk", "0.5")
+    registry.dispose()
+
+    def inspect_schema():
+        engine = database.make_engine(url)
+        try:
+            with engine.connect() as conn:
+                columns = {c["name"] for c in sa.inspect(conn).get_columns("codebook_variables")}
+                values = set(conn.execute(text(
+                    "SELECT v.name, vv.value FROM variable_values vv JOIN codebook_variables v ON v.id = vv.variable_id")))
+                policies = set() if conn.dialect.name == "sqlite" else {r[0] for r in conn.execute(text(
+                    "SELECT policyname FROM pg_policies WHERE policyname LIKE '%derived%' UNION ALL "
+                    "SELECT tgname FROM pg_trigger WHERE tgname LIKE '%derived%' UNION ALL "
+                    "SELECT 'row security' FROM pg_class WHERE relname = 'codebook_variables' AND relrowsecurity"))}
+                derived = (dict(conn.execute(text("SELECT name, derived FROM codebook_variables")).all())
+                           if "derived" in columns else None)
+            return columns, values, policies, derived
+        finally:
+            engine.dispose()
+
+    pg_objects = set() if registry.dialect == "sqlite" else {
+        "codebook_variables_analyst_derived", "variable_values_analyst_derived_insert",
+        "variable_values_analyst_derived_update", "variable_values_analyst_derived_delete",
+        "variable_values_analysts_derived_only", "row security"}
+    columns, values, policies, derived = inspect_schema()
+    assert "derived" in columns and policies == pg_objects
+    assert derived == {"ecog": False, "risk": True}
+    database.downgrade(url, revision="0005")
+    columns, values, policies, _ = inspect_schema()
+    assert "derived" not in columns and policies == set()
+    assert values == {("ecog", "2"), ("risk", "0.5")}
+    engine = database.make_engine(url)
+    try:  # a score variable written by `signature apply` before 0006
+        with engine.begin() as conn:
+            conn.execute(text("INSERT INTO codebook_variables (name, label, type, unit, required, identifier) "
+                              "VALUES ('pathomics_os_score', 'score', 'number', '', :no, :no)"), {"no": False})
+    finally:
+        engine.dispose()
+    database.upgrade(url)
+    columns, values, policies, derived = inspect_schema()
+    assert "derived" in columns and policies == pg_objects
+    assert derived == {"ecog": False, "risk": False, "pathomics_os_score": True}  # "risk" was only a flag
+    assert values == {("ecog", "2"), ("risk", "0.5")}
+
+
 def test_newer_schema_is_refused(project, registry):
     with registry.engine.begin() as conn:
         conn.execute(text("UPDATE alembic_version SET version_num = '9999_future'"))

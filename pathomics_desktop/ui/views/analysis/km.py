@@ -42,10 +42,11 @@ from pathomics_desktop.figures.km import (
     UNITS,
     build_km,
     grouping_choices,
+    legend_rows,
     parse_breaks,
     risk_group_column,
 )
-from pathomics_desktop.figures.style import format_estimate_ci, format_p, group_colour
+from pathomics_desktop.figures.style import format_p, group_colour
 from pathomics_desktop.ui.theme import is_dark
 from pathomics_desktop.ui.views.analysis.base import AnalysisView, labelled_row
 from pathomics_desktop.ui.views.analysis.patient_list import PatientListDialog
@@ -68,17 +69,6 @@ X_MARGIN = 0.04
 def step_xy(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Points of a right-continuous step function through (x_i, y_i) (y_i holds on [x_i, x_i+1))."""
     return np.repeat(x, 2)[1:], np.repeat(y, 2)[:-1]
-
-
-def _number(value, digits: int) -> str:
-    return "NR" if value is None else f"{value:.{digits}f}"
-
-
-def median_text(group, digits: int) -> str:
-    """``"31.9 (30.0-35.6)"``; NR (not reached) for an undefined median or CI limit."""
-    if group.median is None:
-        return "NR"
-    return f"{group.median:.{digits}f} ({_number(group.median_lower, digits)}-{_number(group.median_upper, digits)})"
 
 
 def _p_phrase(p) -> str:
@@ -418,20 +408,12 @@ class KaplanMeierView(AnalysisView):
         self.risk_plot.setFixedHeight(row * RISK_ROW_HEIGHT + 14)
 
     def _fill_legend(self, model) -> None:
-        digits = self._digits(model)
         reference = model.reference
         self.legend_title.setText(f"<b>{model.group_label}</b> (n = {model.n}"
                                   + (f"; {model.n_missing} without data left out)" if model.n_missing else ")"))
         self.legend_table.setRowCount(len(model.groups))
         self._legend_levels = model.levels
-        for row, group in enumerate(model.groups):
-            hr = group.hr or {}
-            if group.label == reference:
-                hr_text, p_text = "1 (reference)", ""
-            else:
-                hr_text = format_estimate_ci(hr.get("hr"), hr.get("hr_lower"), hr.get("hr_upper"))
-                p_text = format_p(hr.get("p"))
-            cells = (group.label, str(group.n), str(group.events), median_text(group, digits), hr_text, p_text)
+        for row, (group, cells) in enumerate(zip(model.groups, legend_rows(model)[1:])):
             for col, text in enumerate(cells):
                 cell = QTableWidgetItem(text)
                 if col == 0:
