@@ -86,3 +86,17 @@ def scored_context(qtbot, scored_project_template, tmp_path):
     ctx = ProjectContext(project, open_project_registry(project), user="tester")
     yield ctx
     ctx.close()
+
+
+@pytest.fixture
+def fitted_context(qtbot, tmp_path_factory, tmp_path):
+    """A :class:`ProjectContext` on a SYNTHETIC project with a fitted and applied signature
+    (:func:`tests.signature.fitted.fitted_project`)."""
+    from pathomics_desktop.registry.service import open_project_registry
+    from pathomics_desktop.ui.context import ProjectContext
+    from tests.signature.fitted import fitted_project
+
+    project = fitted_project(tmp_path_factory, tmp_path / "fitted")
+    ctx = ProjectContext(project, open_project_registry(project), user="tester")
+    yield ctx
+    ctx.close()

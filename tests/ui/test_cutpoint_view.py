@@ -5,26 +5,14 @@ is an undoable, audited command. SYNTHETIC demo project with a real fitted signa
 from __future__ import annotations
 
 import numpy as np
-import pytest
 
 from pathomics_desktop.analytics.cohort_filter import AnalysisSource, CohortFilter
 from pathomics_desktop.signature.fit import load_signature
 from pathomics_desktop.signature.versions import versions
 from pathomics_desktop.stats.cutpoint import maxstat_cutpoint
 from pathomics_desktop.ui.views.analysis.cutpoint import CutpointView
-from tests.signature.fitted import NAME, fitted_project
+from tests.signature.fitted import NAME
 from tests.ui.helpers import shown_view
-
-
-@pytest.fixture
-def fitted_context(qtbot, tmp_path_factory, tmp_path):
-    from pathomics_desktop.registry.service import open_project_registry
-    from pathomics_desktop.ui.context import ProjectContext
-
-    project = fitted_project(tmp_path_factory, tmp_path / "fitted")
-    ctx = ProjectContext(project, open_project_registry(project), user="tester")
-    yield ctx
-    ctx.close()
 
 
 def _expected(project, flt):

@@ -3,26 +3,14 @@ filter change updates them. SYNTHETIC demo project with a real fitted signature.
 
 from __future__ import annotations
 
-import pytest
 
 from pathomics_desktop.analytics.cohort_filter import AnalysisSource, CohortFilter
 from pathomics_desktop.figures.signature import signature_frame
 from pathomics_desktop.figures.style import format_estimate_ci, format_p
 from pathomics_desktop.signature import report
 from pathomics_desktop.ui.views.analysis.signature import SignatureView
-from tests.signature.fitted import NAME, fitted_project
+from tests.signature.fitted import NAME
 from tests.ui.helpers import shown_view
-
-
-@pytest.fixture
-def fitted_context(qtbot, tmp_path_factory, tmp_path):
-    from pathomics_desktop.registry.service import open_project_registry
-    from pathomics_desktop.ui.context import ProjectContext
-
-    project = fitted_project(tmp_path_factory, tmp_path / "fitted")
-    ctx = ProjectContext(project, open_project_registry(project), user="tester")
-    yield ctx
-    ctx.close()
 
 
 def test_tables_equal_the_report_on_the_filter(qtbot, fitted_context):
