@@ -422,12 +422,7 @@ def newton_raphson(data: CoxData, *, init: np.ndarray | None = None, max_iter: i
     sd = data.column_sd()
 
     def diverging(b) -> UserError:
-        scaled = np.abs(b) * sd
-        worst = [names[i] for i in np.argsort(-scaled)[:3] if scaled[i] > 5] if names else []
-        hint = f" (coefficients diverging for: {', '.join(worst)})" if worst else ""
-        return UserError("the Cox model did not converge" + hint + ": the events are "
-                         "perfectly separated by a covariate (monotone likelihood) or there "
-                         "are too few events")
+        return _diverging_error(b, sd, names)
 
     for iters in range(1, max_iter + 1):
         try:
@@ -463,6 +458,29 @@ def newton_raphson(data: CoxData, *, init: np.ndarray | None = None, max_iter: i
     if not converged or np.any(np.abs(beta) * sd > 15.0):
         raise diverging(beta)
     return beta, dv, iters
+
+
+#: a standard error above this many covariate SDs' worth of log-HR (an HR interval of
+#: exp(+-1960) per SD) means the likelihood is flat at the point reached: not identified
+MAX_SCALED_SE = 1e3
+
+
+def _diverging_error(beta: np.ndarray, sd: np.ndarray, names: Sequence[str]) -> UserError:
+    scaled = np.abs(beta) * sd
+    worst = [names[i] for i in np.argsort(-scaled)[:3] if scaled[i] > 5] if len(names) else []
+    hint = f" (coefficients diverging for: {', '.join(worst)})" if worst else ""
+    return UserError("the Cox model did not converge" + hint + ": the events are "
+                     "perfectly separated by a covariate (monotone likelihood) or there "
+                     "are too few events")
+
+
+def _check_identified(beta: np.ndarray, var: np.ndarray, sd: np.ndarray, names: Sequence[str]) -> None:
+    """UserError when a coefficient's SE exceeds :data:`MAX_SCALED_SE` covariate SDs: Newton-
+    Raphson stopped on the flat tail of a monotone likelihood (R's coxph warns "coefficient may
+    be infinite" there), where the step test alone can stop short of |beta| sd > 15."""
+    se = np.sqrt(np.abs(np.diag(var)))
+    if np.any(~np.isfinite(se)) or np.any(se * sd > MAX_SCALED_SE):
+        raise _diverging_error(beta, sd, names)
 
 
 def _general_quadratic(b: np.ndarray, var: np.ndarray, toler: float = 1e-9) -> tuple[float, int]:
@@ -692,6 +710,7 @@ def fit_cox_estimate(time: Sequence[float], event: Sequence, X: np.ndarray, *,
         var = np.linalg.inv(dv["info"])
     except np.linalg.LinAlgError:
         raise UserError(_singular_message(names)) from None
+    _check_identified(beta, var, data.column_sd(), names)
     return CoxEstimate(names, beta, var, dv["loglik"], data.n, events, iters)
 
 
@@ -714,6 +733,7 @@ def fit_cox_arrays(time: Sequence[float], event: Sequence, X: np.ndarray, *,
         naive_var = np.linalg.inv(dv["info"])
     except np.linalg.LinAlgError:
         raise UserError(_singular_message(names)) from None
+    _check_identified(beta, naive_var, data.column_sd(), names)
     try:
         score0 = float(d0["score"] @ np.linalg.solve(d0["info"], d0["score"]))
     except np.linalg.LinAlgError:

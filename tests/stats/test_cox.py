@@ -189,3 +189,17 @@ def test_degenerate_models_raise_user_errors():
         cox.fit_cox(pd.DataFrame({"t": t, "e": 1, "g": "a"}), "t", "e", ["g"], categorical=["g"])
     with pytest.raises(UserError, match="reference level"):
         cox.fit_cox(data("veteran"), "time", "status", ["celltype"], reference={"celltype": "x"})
+
+
+def test_a_flat_monotone_likelihood_is_not_reported_as_an_estimate():
+    """Two exposed subjects: one dies after everyone else has died or left, one is censored,
+    so the likelihood rises forever as beta -> -inf. Newton-Raphson's step test can stop on
+    the flat tail (|beta| sd ~ 14, SE ~ 1e7 SDs); the fit must refuse, not report an HR with
+    an infinite interval (a subgroup of the forest hit this)."""
+    t = np.array([51.8111, 34.4641, 25.4292, 24.4107, 15.6057, 14.4559, 13.0431, 10.0534, 8.9692, 5.6838,
+                  5.3552, 2.4969])
+    e = np.array([1, 1, 0, 1, 1, 0, 1, 1, 1, 1, 0, 1])
+    x = np.array([1, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0], dtype=float)
+    for fit in (cox.fit_cox_arrays, cox.fit_cox_estimate):
+        with pytest.raises(UserError, match="did not converge"):
+            fit(t, e, x)
