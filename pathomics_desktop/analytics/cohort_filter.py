@@ -296,7 +296,9 @@ class AnalysisSource:
                     whole = query.frame([])
                 finally:
                     query.close()
-                self._analysis_table = derive_clinical_columns(whole)
+                # copy(): one block per dtype (the derived columns arrive one by one, 27 blocks
+                # for 48 columns), which makes each filter's take about 3x faster
+                self._analysis_table = derive_clinical_columns(whole).copy()
             return self._analysis_table
 
     def options(self) -> FilterOptions:

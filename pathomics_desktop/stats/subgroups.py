@@ -14,6 +14,8 @@ reference level).
 from __future__ import annotations
 
 import math
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Mapping, Sequence
 
@@ -114,7 +116,9 @@ def subgroup_analysis(frame, time: str, event: str, exposure: str, subgroups: Se
     rows = [_level_row("Overall", "all", t_all, e_all, x_all, term, ties)]
     # warm starts: the overall HR for each level, the reduced model for the full one
     start = np.array([math.log(rows[0].hr)]) if rows[0].hr else None
-    for var in subgroups:
+
+    def variable_rows(var: str) -> list[SubgroupRow]:
+        """The rows of one subgroup variable: its levels' HRs and its interaction p."""
         if subgroup_order and var in subgroup_order:
             levels = list(subgroup_order[var])
             level_code, known = level_codes(base[var], levels)  # -1: missing or not listed
@@ -130,11 +134,19 @@ def subgroup_analysis(frame, time: str, event: str, exposure: str, subgroups: Se
         level_code, known = level_code[order], known[order]
         p_int = _interaction_p(t_all[known], e_all[known], x_all[known], level_code[known], levels,
                                term, var, ties, start)
+        out = []
         for i, lvl in enumerate(levels):
             m = level_code == i
             row = _level_row(var, lvl, t_all[m], e_all[m], x_all[m], term, ties, start)
             row.p_interaction = p_int if i == 0 else None
-            rows.append(row)
+            out.append(row)
+        return out
+
+    # the variables are independent: two threads (the Cox kernel and most numpy work release
+    # the GIL); results, and the first error, come in the variables' order
+    with ThreadPoolExecutor(max_workers=min(2, os.cpu_count() or 1)) as pool:
+        for part in pool.map(variable_rows, subgroups):
+            rows.extend(part)
     return SubgroupAnalysis(term, rows)
 
 
