@@ -190,12 +190,12 @@ def _interaction_p(t, e, x, level_code, levels, term, var, ties, start=None) -> 
         init_red = None
         if start is not None and kept_red and kept_red[0] == 0:
             init_red = np.concatenate([start, np.zeros(len(kept_red) - 1)])
-        # only the two log-likelihoods are used: no polishing Newton step (each is exact to ~1e-10)
+        # only the two log-likelihoods are used (each within ~1e-9 of its maximum)
         fit_red = fit_cox_estimate(t, e, reduced, names=names_red, ties=ties, presorted=True, init=init_red,
-                                   polish=False)
+                                   loglik_only=True)
         init_full = np.concatenate([fit_red.coef, np.zeros(len(kept_full) - len(kept_red))])
         fit_full = fit_cox_estimate(t, e, full, names=names_full, ties=ties, presorted=True, init=init_full,
-                                    polish=False)
+                                    loglik_only=True)
     except UserError:
         return None
     stat = max(2.0 * (fit_full.loglik - fit_red.loglik), 0.0)
