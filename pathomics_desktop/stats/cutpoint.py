@@ -35,7 +35,7 @@ from scipy import stats as _sps
 
 from pathomics_desktop.errors import UserError
 from pathomics_desktop.stats.concordance import check_survival
-from pathomics_desktop.stats.cutpoint_kernel import prefix_statistics
+from pathomics_desktop.stats.cutpoint_kernel import event_time_terms, prefix_statistics
 from pathomics_desktop.stats.results import StatResult
 
 __all__ = [
@@ -291,9 +291,7 @@ class _LowGroupRisk:
 
 
 def _low_group_risk(t, e, x, cuts) -> _LowGroupRisk:
-    ev_times = np.unique(t[e])
-    # K_i: number of event times <= t_i  -> subject is at risk at event-time index k < K_i
-    k_i = np.searchsorted(ev_times, t, side="right")
+    ev_times, k_i, ev_idx, d_all, r_all, w = event_time_terms(t, e)
     b_i = np.searchsorted(cuts, x, side="left")  # subject is "low" for cut c iff b_i <= c
     n_c, n_t = cuts.size, ev_times.size
     hist = np.zeros((n_c + 1, n_t + 1))
@@ -301,13 +299,9 @@ def _low_group_risk(t, e, x, cuts) -> _LowGroupRisk:
     # at risk at time index k: K_i > k  -> reverse cumulative over K from k+1
     risk_by_bin = hist[:, ::-1].cumsum(axis=1)[:, ::-1][:, 1:]  # (C+1, T)
     r_low = np.cumsum(risk_by_bin, axis=0)[:-1]  # (C, T)
-    ev_idx = np.searchsorted(ev_times, t[e], side="left")
     dh = np.zeros((n_c + 1, n_t))
     np.add.at(dh, (b_i[e], ev_idx), 1.0)
     d_low = np.cumsum(dh, axis=0)[:-1]
-    r_all = risk_by_bin.sum(axis=0)
-    d_all = dh.sum(axis=0)
-    w = np.divide(d_all * (r_all - d_all), r_all - 1, out=np.zeros(n_t), where=r_all > 1)
     u = d_low.sum(axis=1) - (r_low * (d_all / r_all)).sum(axis=1)
     lin = (r_low * (w / r_all)).sum(axis=1)
     low_count = np.cumsum(np.bincount(b_i, minlength=n_c + 1))[:-1]

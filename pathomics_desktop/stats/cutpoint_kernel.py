@@ -24,16 +24,25 @@ import numpy as np
 _KERNEL = None
 
 
-def prefix_statistics(t: np.ndarray, e: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(sorted marker, U, V): ``U[m]``, ``V[m]`` of the low group made of the first ``m + 1``
-    subjects in marker order (stable), for m = 0..n-1."""
+def event_time_terms(t: np.ndarray, e: np.ndarray):
+    """The pooled log-rank terms: (event times ``t_k``, ``K_i`` = number of event times
+    ``<= t_i`` (subject i is at risk at the first K_i), each event's time index, ``d_k``,
+    ``r_k``, ``w_k = d_k (r_k - d_k) / (r_k - 1)``, 0 when ``r_k <= 1``)."""
     ev_times = np.unique(t[e])
     n_t = ev_times.size
     k_i = np.searchsorted(ev_times, t, side="right")
-    d = np.bincount(np.searchsorted(ev_times, t[e]), minlength=n_t).astype(float)
+    ev_idx = np.searchsorted(ev_times, t[e], side="left")
+    d = np.bincount(ev_idx, minlength=n_t).astype(float)
     # at risk at event time k: subjects with K_i > k
     r = np.cumsum(np.bincount(k_i, minlength=n_t + 1)[::-1])[::-1][1:].astype(float)
     w = np.divide(d * (r - d), r - 1, out=np.zeros(n_t), where=r > 1)
+    return ev_times, k_i, ev_idx, d, r, w
+
+
+def prefix_statistics(t: np.ndarray, e: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(sorted marker, U, V): ``U[m]``, ``V[m]`` of the low group made of the first ``m + 1``
+    subjects in marker order (stable), for m = 0..n-1."""
+    _, k_i, _, d, r, w = event_time_terms(t, e)
     H = np.concatenate(([0.0], np.cumsum(d / r)))[k_i]
     A = np.concatenate(([0.0], np.cumsum(w / r)))[k_i]
     B = np.concatenate(([0.0], np.cumsum(w / r**2)))
