@@ -39,6 +39,7 @@ R_t = {i : time_i >= t} (within the stratum):
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import TYPE_CHECKING, Mapping, Sequence
 
 import numpy as np
@@ -82,6 +83,21 @@ def descending_time_order(time: np.ndarray, event: np.ndarray) -> np.ndarray:
     return first[np.argsort(key, kind="stable")]
 
 
+def tied_groups(time: np.ndarray, event: np.ndarray, strata: np.ndarray | None = None):
+    """(new_group, group_start, dead_start) of rows sorted as :class:`CoxData` sorts them: a
+    flag on the first row of each (stratum, time) group, the groups' first rows, and their
+    first death rows (censored rows come first in a group)."""
+    n = time.size
+    new_group = np.ones(n, dtype=bool)
+    new_group[1:] = time[1:] != time[:-1]
+    if strata is not None:
+        new_group[1:] |= strata[1:] != strata[:-1]
+    group_start = np.flatnonzero(new_group)
+    censored = (~event).astype(np.int64)
+    dead_start = group_start + (np.add.reduceat(censored, group_start) if n else 0)
+    return new_group, group_start, dead_start
+
+
 class CoxData:
     """Subjects sorted once by (stratum, time descending, censored before deaths) with the
     tie/risk-set bookkeeping.
@@ -95,50 +111,58 @@ class CoxData:
 
     def __init__(self, time: np.ndarray, event: np.ndarray, X: np.ndarray,
                  strata: np.ndarray | None = None, ties: str = "efron", *, presorted: bool = False):
-        """``presorted``: the rows are already in this order (no strata), e.g. a subset, in
-        order, of rows sorted by :func:`descending_time_order`; nothing is sorted again."""
+        """``presorted``: the rows are already in this order, e.g. a subset, in order, of rows
+        sorted by :func:`descending_time_order` (with ``strata``: then stably sorted by
+        stratum); nothing is sorted again."""
         if ties not in TIES:
             raise UserError(f"ties must be one of {TIES}, got {ties!r}")
         n = time.size
         self.n = n
         self.ties = ties
         event = np.asarray(event).astype(bool)
-        if presorted and strata is not None:
-            raise UserError("presorted Cox data cannot have strata")
         if strata is None:
             s = np.zeros(n, dtype=np.int64)
             order = np.arange(n) if presorted else descending_time_order(time, event)
         else:
             s = np.asarray(strata, np.int64)
-            order = np.lexsort((event, -time, s))
+            order = np.arange(n) if presorted else np.lexsort((event, -time, s))
         self.order = order
         self.time = time if presorted else time[order]
         self.event = event if presorted else event[order]
-        self.strata = s[order]
-        self.means = X.mean(axis=0) if X.shape[1] else np.zeros(0)
+        self.strata = s if presorted else s[order]
+        # the centred columns, sorted and contiguous (numpy's axis-0 reductions of a tall,
+        # thin C array are ~20x slower than these row reductions); X is their transpose
         X = np.asarray(X, dtype=float)
-        if presorted:  # centred into a new array (X is the caller's)
-            self.X = X - self.means
-        else:
-            self.X = np.take(X, order, axis=0)  # (take: faster than X[order])
-            if X.shape[1]:
-                self.X -= self.means
-        dead = self.event
-        self.dead_rows = np.flatnonzero(dead)
-        self.sum_dead_x = np.take(self.X, self.dead_rows, axis=0).sum(axis=0)
+        columns = X.T.copy() if presorted else np.take(X.T, order, axis=1)  # new arrays (centred in place)
+        self.means = columns.mean(axis=1)
+        columns -= self.means[:, None]
+        self._columns = columns
+        self.X = columns.T
         self._sd: np.ndarray | None = None
-        self._columns: np.ndarray | None = None
-        # groups of identical (stratum, time) in sorted order
-        new_group = np.ones(n, dtype=bool)
-        new_group[1:] = (self.time[1:] != self.time[:-1]) | (self.strata[1:] != self.strata[:-1])
-        self._new_group = new_group
-        self.group = np.cumsum(new_group) - 1
-        self.n_groups = int(self.group[-1]) + 1 if n else 0
-        self.group_start = np.flatnonzero(new_group)
-        # censored rows come first in a group: its first death row is after its censored ones
-        censored = (~dead).astype(np.int64)
-        self.dead_start = self.group_start + (np.add.reduceat(censored, self.group_start) if n else 0)
+        self._new_group, self.group_start, self.dead_start = tied_groups(self.time, self.event,
+                                                                         None if strata is None else self.strata)
+        self.n_groups = self.group_start.size
         self._segments_ready = False
+
+    @property
+    def n_columns(self) -> int:
+        """Number of coefficients."""
+        return self.X.shape[1]
+
+    @cached_property
+    def group(self) -> np.ndarray:
+        """The (stratum, time) group of each sorted row, 0..G-1."""
+        return np.cumsum(self._new_group) - 1
+
+    @cached_property
+    def dead_rows(self) -> np.ndarray:
+        """Sorted positions of the deaths."""
+        return np.flatnonzero(self.event)
+
+    @cached_property
+    def sum_dead_x(self) -> np.ndarray:
+        """Sum of the centred covariates over the deaths."""
+        return self._columns[:, self.event].sum(axis=1)
 
     def _ensure_segments(self) -> None:
         """The segment and death-term bookkeeping of the vectorised path (built on first use:
@@ -194,7 +218,7 @@ class CoxData:
     def column_sd(self) -> np.ndarray:
         """Standard deviation of each covariate (population, as ``X.std(axis=0)``)."""
         if self._sd is None:  # X is centred at its column means: sd = sqrt(mean(x^2))
-            ss = np.einsum("ij,ij->j", self.X, self.X) if self.X.shape[1] else np.zeros(0)
+            ss = np.einsum("ij,ij->i", self._columns, self._columns)
             self._sd = np.sqrt(ss / max(self.n, 1))
         return self._sd
 
@@ -249,9 +273,7 @@ class CoxData:
 
     @property
     def columns(self) -> np.ndarray:
-        """``X.T`` as a contiguous p x n array (the kernel's column sums), made on first use."""
-        if self._columns is None:
-            self._columns = np.ascontiguousarray(self.X.T)
+        """``X.T``, contiguous p x n (the kernel's column sums)."""
         return self._columns
 
     def fast_derivatives(self, beta: np.ndarray, *, need_info: bool = True) -> dict:
@@ -262,7 +284,7 @@ class CoxData:
         linear_predictor, kernel = efron_kernel()
         with np.errstate(all="ignore"):
             eta = linear_predictor(self.columns, np.asarray(beta, dtype=float))
-            dead_eta, a_terms, score, info = kernel(self.X, self.columns, eta, np.exp(eta), self.group_start,
+            dead_eta, a_terms, score, info = kernel(self.columns, eta, np.exp(eta), self.group_start,
                                                     self.dead_start, self.strata, self.ties == "efron", need_info)
             loglik = dead_eta - np.log(a_terms).sum()
         out = {"loglik": float(loglik), "score": score}
@@ -388,17 +410,26 @@ def _design_rank(Xc: np.ndarray) -> int:
 
 def newton_raphson(data: CoxData, *, init: np.ndarray | None = None, max_iter: int = 50,
                    eps: float = 1e-10, penalty=None, names: Sequence[str] = (),
-                   init_deriv: dict | None = None, polish: bool = True, step_tol: float = 1e-5) -> tuple:
+                   init_deriv: dict | None = None, polish: bool = True, step_tol: float = 1e-5,
+                   decrement_tol: float | None = None) -> tuple:
     """Maximise the (optionally penalised) partial likelihood; returns (beta, deriv, iters).
 
     Converged when the relative log-likelihood change is <= ``eps`` and the step <= ``step_tol``
     (1 + max|beta|); then ``polish`` takes one more Newton step (beta to ~1e-10 becomes
-    ~1e-20; the log-likelihood, flat at the optimum, moves by ~1e-10 at most).
+    ~1e-20; the log-likelihood, flat at the optimum, moves by ~1e-10 at most), unless that
+    step is already <= 1e-12 (1 + max|beta|).
+
+    ``decrement_tol`` (for a log-likelihood alone, no penalty): also converged, without
+    evaluating the next point, once the Newton step s = I^-1 U is <= ``step_tol`` (1 + max|beta|)
+    and the Newton decrement U's <= ``decrement_tol``; then beta + s is returned with the
+    quadratic model's maximum ``loglik + U's / 2`` as its log-likelihood (off by O(|s|^3) of
+    the third derivative; the maximum is ``loglik + U's/2 + O(|s|^3)``; Boyd & Vandenberghe
+    2004, 9.5), and ``deriv``'s score and information are those at beta.
 
     ``penalty(beta) -> (value, gradient, hessian)`` is subtracted from the log-likelihood.
     Raises UserError on non-convergence or diverging coefficients (monotone likelihood).
     """
-    p = data.X.shape[1]
+    p = data.n_columns
     beta = np.zeros(p) if init is None else np.asarray(init, float).copy()
 
     def evaluate(b):
@@ -431,6 +462,15 @@ def newton_raphson(data: CoxData, *, init: np.ndarray | None = None, max_iter: i
             if iters > 1:
                 raise diverging(beta) from None
             raise UserError(_singular_message(names)) from None
+        if decrement_tol is not None and penalty is None:
+            decrement = float(step @ dv["score"])
+            if decrement <= decrement_tol and np.max(np.abs(step), initial=0) <= step_tol * (
+                    1.0 + np.max(np.abs(beta), initial=0)):
+                beta = beta + step
+                dv = dict(dv, loglik=dv["loglik"] + decrement / 2.0)
+                dv["ploglik"] = dv["loglik"]
+                converged = True
+                break
         new_beta = beta + step
         new_dv = evaluate(new_beta)
         halvings = 0
@@ -451,15 +491,23 @@ def newton_raphson(data: CoxData, *, init: np.ndarray | None = None, max_iter: i
                 step = _solve(dv["pinfo"], dv["pscore"])
             except np.linalg.LinAlgError:
                 raise diverging(beta) from None
+            if np.max(np.abs(step), initial=0) <= 1e-12 * (1.0 + np.max(np.abs(beta), initial=0)):
+                break  # beta is already the optimum to 1e-12, with its own derivatives
             cand = evaluate(beta + step)
             if np.isfinite(cand["ploglik"]) and cand["ploglik"] >= dv["ploglik"] - 1e-12 * abs(dv["ploglik"]):
                 beta, dv = beta + step, cand
             break
-    if not converged or np.any(np.abs(beta) * sd > 15.0):
+    if not converged or np.any(np.abs(beta) * sd > MAX_SCALED_COEF):
         raise diverging(beta)
     return beta, dv, iters
 
 
+#: the Newton decrement U'I^-1 U under which a log-likelihood-only fit stops at the quadratic
+#: model's maximum (the step is then <= sqrt(1e-6 / I); the model's error O(|step|^3))
+LOGLIK_DECREMENT_TOL = 1e-6
+#: a coefficient above this many log-HR units per covariate SD (an HR of e^15 per SD) is taken
+#: as diverging (monotone likelihood)
+MAX_SCALED_COEF = 15.0
 #: a standard error above this many covariate SDs' worth of log-HR (an HR interval of
 #: exp(+-1960) per SD) means the likelihood is flat at the point reached: not identified
 MAX_SCALED_SE = 1e3
@@ -522,8 +570,12 @@ def _solve(info: np.ndarray, score: np.ndarray) -> np.ndarray:
         if not info[0, 0] > 0:
             raise np.linalg.LinAlgError("information not positive definite")
         return score / info[0, 0]
-    chol = np.linalg.cholesky(info)
-    return np.linalg.solve(chol.T, np.linalg.solve(chol, score))
+    from pathomics_desktop.stats.cox_kernel import cholesky_solve
+
+    ok, step = cholesky_solve()(np.asarray(info, dtype=float), np.asarray(score, dtype=float))
+    if not ok:
+        raise np.linalg.LinAlgError("information not positive definite")
+    return step
 
 
 def _singular_message(names: Sequence[str]) -> str:
@@ -643,9 +695,12 @@ def coefficient_table(names: Sequence[str], coef: np.ndarray, se: np.ndarray) ->
     return rows
 
 
-def _cox_data(time, event, X, names, strata, ties: str, presorted: bool) -> tuple[CoxData, list[str], int]:
+def _cox_data(time, event, X, names, strata, ties: str, presorted: bool,
+              design_checked: bool = False) -> tuple[CoxData, list[str], int]:
     """Checked, sorted data of a Cox model: (data, column names, events). UserError for no
-    events, no or constant covariates, fewer events than columns, or a singular design."""
+    events, no or constant covariates, fewer events than columns, or a singular design
+    (``design_checked``: the caller has shown that the columns vary and are linearly
+    independent, as the forest's interaction models do; those two checks are skipped)."""
     t = as_time_array(time) if presorted else timefix(as_time_array(time))  # R's timefix = TRUE
     e = as_event_array(event)
     X = np.asarray(X, dtype=float)
@@ -655,22 +710,24 @@ def _cox_data(time, event, X, names, strata, ties: str, presorted: bool) -> tupl
     names = list(names) if names is not None else [f"x{i + 1}" for i in range(p)]
     if not np.isfinite(X).all():
         raise UserError("covariates have missing or non-numeric values")
-    events = int(e.sum())
+    events = int(np.count_nonzero(e))
     if events == 0:
         raise UserError("the Cox model needs events; there are none in the data")
     if p == 0:
         raise UserError("the Cox model needs at least one covariate")
     if events < p:
         raise UserError(f"too few events ({events}) for {p} covariate columns")
-    const = [names[j] for j in range(p) if np.ptp(X[:, j]) == 0]
-    if const:
-        raise UserError(f"covariate {', '.join(const)} is constant (one value only)")
     s_codes = None
     if strata is not None:
-        _, s_codes = np.unique(np.asarray(strata, dtype=str), return_inverse=True)
+        s_codes = strata if presorted else np.unique(np.asarray(strata, dtype=str), return_inverse=True)[1]
     data = CoxData(t, e, X, s_codes, ties, presorted=presorted)
-    if p > 1 and _design_rank(data.X) < p:  # one non-constant column has rank 1
-        raise UserError(_singular_message(names))
+    if not design_checked:
+        # a column is constant iff its centred copy is (x - m rounds alike for equal x only)
+        const = [names[j] for j in np.flatnonzero(np.ptp(data.columns, axis=1) == 0)]
+        if const:
+            raise UserError(f"covariate {', '.join(const)} is constant (one value only)")
+        if p > 1 and _design_rank(data.X) < p:  # one non-constant column has rank 1
+            raise UserError(_singular_message(names))
     return data, names, events
 
 
@@ -699,7 +756,8 @@ class CoxEstimate:
 
 def fit_cox_estimate(time: Sequence[float], event: Sequence, X: np.ndarray, *,
                      names: Sequence[str] | None = None, ties: str = "efron", presorted: bool = False,
-                     init: np.ndarray | None = None, loglik_only: bool = False) -> CoxEstimate:
+                     init: np.ndarray | None = None, loglik_only: bool = False,
+                     design_checked: bool = False) -> CoxEstimate:
     """The coefficients, variance ``I(b)^-1`` and log-likelihood of :func:`fit_cox_arrays` (the
     same checks and Newton-Raphson), without the null model: Newton-Raphson may start from
     ``init`` (a warm start; the optimum is the same to ~1e-10).
@@ -707,16 +765,86 @@ def fit_cox_estimate(time: Sequence[float], event: Sequence, X: np.ndarray, *,
     ``loglik_only``: for a likelihood-ratio statistic. Newton-Raphson stops once a step is
     <= 1e-3 (1 + max|beta|), without the polishing step: after such a step (quadratic
     convergence) beta is within ~1e-6 of the optimum, and the log-likelihood, quadratic in
-    that error, within ~1e-9 of its maximum (the coefficients are then not for reporting)."""
-    data, names, events = _cox_data(time, event, X, names, None, ties, presorted)
+    that error, within ~1e-9 of its maximum; or as soon as the next step is that small and
+    its Newton decrement U'I^-1 U <= :data:`LOGLIK_DECREMENT_TOL`, with the quadratic model's
+    maximum (:func:`newton_raphson`). The coefficients are then not for reporting.
+
+    ``design_checked``: see :func:`_cox_data`."""
+    data, names, events = _cox_data(time, event, X, names, None, ties, presorted, design_checked)
+    return _estimate(data, names, events, init, loglik_only)
+
+
+def _estimate(data, names: list[str], events: int, init, loglik_only: bool = False) -> CoxEstimate:
     beta, dv, iters = newton_raphson(data, names=names, init=init, polish=not loglik_only,
-                                     step_tol=1e-3 if loglik_only else 1e-5)
+                                     step_tol=1e-3 if loglik_only else 1e-5,
+                                     decrement_tol=LOGLIK_DECREMENT_TOL if loglik_only else None)
     try:
         var = np.linalg.inv(dv["info"])
     except np.linalg.LinAlgError:
         raise UserError(_singular_message(names)) from None
     _check_identified(beta, var, data.column_sd(), names)
     return CoxEstimate(names, beta, var, dv["loglik"], data.n, events, iters)
+
+
+class StratumSlopes:
+    """One covariate with its own coefficient in each stratum: the Cox model stratified by s
+    with the covariates ``x 1(stratum = s)``. Its partial likelihood is the product of the
+    strata's own, so coefficient s, its SE (the information is diagonal), the divergence and
+    identification tests (x's SD within s) are those of the model fitted on stratum s alone:
+    all strata in one Newton-Raphson, each derivative one O(n) pass
+    (:func:`~pathomics_desktop.stats.cox_kernel.stratum_slopes_kernel`), where the general
+    kernel on the k-column design takes O(n k^2).
+
+    Rows presorted: by stratum (codes 0..k-1, each present), then as
+    :func:`descending_time_order` within each stratum."""
+
+    def __init__(self, time: np.ndarray, event: np.ndarray, x: np.ndarray, strata: np.ndarray,
+                 ties: str = "efron"):
+        if ties not in TIES:
+            raise UserError(f"ties must be one of {TIES}, got {ties!r}")
+        self.n = time.size
+        self.ties = ties
+        self.event = np.asarray(event).astype(bool)
+        self.strata = np.asarray(strata, np.int64)
+        counts = np.bincount(self.strata)
+        self.n_strata = counts.size
+        self.stratum_start = np.concatenate([[0], np.cumsum(counts)[:-1]])
+        x = np.asarray(x, dtype=float)
+        # centred within each stratum, as each stratum's own fit centres it
+        self.x = x - (np.add.reduceat(x, self.stratum_start) / counts)[self.strata]
+        self._sd = np.sqrt(np.add.reduceat(self.x * self.x, self.stratum_start) / counts)
+        _, self.group_start, self.dead_start = tied_groups(time, self.event, self.strata)
+
+    @property
+    def n_columns(self) -> int:
+        return self.n_strata
+
+    def column_sd(self) -> np.ndarray:
+        """The SD of x within each stratum (population)."""
+        return self._sd
+
+    def fast_derivatives(self, beta: np.ndarray) -> dict:
+        """``loglik``, ``score`` and the diagonal ``info`` at ``beta`` (one per stratum)."""
+        from pathomics_desktop.stats.cox_kernel import stratum_slopes_kernel
+
+        with np.errstate(all="ignore"):
+            eta = np.asarray(beta, dtype=float)[self.strata] * self.x
+            eta -= np.maximum.reduceat(eta, self.stratum_start)[self.strata]  # r <= 1 in each stratum
+            dead_eta, a_terms, score, info = stratum_slopes_kernel()(
+                self.x, eta, np.exp(eta), self.group_start, self.dead_start, self.strata, self.n_strata,
+                self.ties == "efron")
+            loglik = dead_eta - np.log(a_terms).sum()
+        return {"loglik": float(loglik), "score": score, "info": np.diag(info)}
+
+
+def fit_cox_stratum_slopes(time: np.ndarray, event: np.ndarray, x: np.ndarray, strata: np.ndarray, *,
+                           names: Sequence[str], ties: str = "efron", init: np.ndarray | None = None) -> CoxEstimate:
+    """The coefficient of x within each stratum (:class:`StratumSlopes`; rows sorted as it
+    says) as one :class:`CoxEstimate`: coefficient s, and the variance's diagonal entry s, are
+    those of :func:`fit_cox_estimate` on stratum s alone (to ~1e-10). The caller checks that
+    every stratum has events and a varying x; UserError when any stratum's fit would fail."""
+    data = StratumSlopes(as_time_array(time), as_event_array(event), x, strata, ties)
+    return _estimate(data, list(names), int(np.count_nonzero(data.event)), init)
 
 
 def fit_cox_arrays(time: Sequence[float], event: Sequence, X: np.ndarray, *,

@@ -216,10 +216,64 @@ def test_estimate_alone_equals_the_full_fit_warm_started_or_not():
     assert [r["hr"] for r in plain.table()] == pytest.approx([r["hr"] for r in full.table()], rel=1e-12)
     warm = cox.fit_cox_estimate(time_, event, x, init=full.coef + 0.05)
     np.testing.assert_allclose(warm.coef, full.coef, atol=1e-10)
-    # for a likelihood-ratio statistic: the log-likelihood within 1e-9 of the maximum
-    for start in (None, full.coef + 0.3):
+    # for a likelihood-ratio statistic: the log-likelihood within 1e-9 of the maximum, whether
+    # the last point is evaluated or is the quadratic model's maximum (a start close enough
+    # that the first Newton decrement is under the tolerance)
+    for start in (None, full.coef + 0.3, full.coef + 1e-5):
         lr_only = cox.fit_cox_estimate(time_, event, x, init=start, loglik_only=True)
-        assert 0 <= full.loglik - lr_only.loglik < 1e-9
+        assert abs(full.loglik - lr_only.loglik) < 1e-9
+    near = cox.fit_cox_estimate(time_, event, x, init=full.coef + 1e-5, loglik_only=True)
+    assert near.iterations == 1 and near.loglik != cox.CoxData(time_, event, x).fast_derivatives(near.coef)["loglik"]
+
+
+def _by_stratum(n: int, seed: int, n_strata: int = 3):
+    """Tied data sorted by stratum, then as CoxData sorts within each (StratumSlopes' order)."""
+    time_, event, x, strata = _tied_data(n, 1, seed=seed, n_strata=n_strata)
+    order = np.lexsort((event, -time_, strata))
+    return time_[order], event[order], x[order, 0], strata[order]
+
+
+@pytest.mark.parametrize("ties", ["efron", "breslow"])
+def test_stratum_slopes_derivatives_equal_the_general_kernel_on_the_split_design(ties):
+    """StratumSlopes' one-pass derivatives against the general kernel on the stratified design
+    with one column per stratum (x on the stratum's rows, 0 elsewhere): the same loglik, score
+    and information, which is diagonal."""
+    time_, event, x, strata = _by_stratum(240, seed=31)
+    split = np.zeros((x.size, 3))
+    split[np.arange(x.size), strata] = x
+    general = cox.CoxData(time_, event, split, strata, ties)
+    slopes = cox.StratumSlopes(time_, event, x, strata, ties)
+    assert slopes.n_columns == 3
+    for beta in (np.zeros(3), np.array([0.4, -0.8, 1.3]), np.array([-2.0, 0.1, 0.6])):
+        a, b = general.fast_derivatives(beta), slopes.fast_derivatives(beta)
+        assert b["loglik"] == pytest.approx(a["loglik"], rel=1e-12)
+        np.testing.assert_allclose(b["score"], a["score"], rtol=1e-10, atol=1e-10)
+        np.testing.assert_allclose(b["info"], a["info"], rtol=1e-10, atol=1e-10)
+    # the SD of each stratum's own (centred) column
+    np.testing.assert_allclose(slopes.column_sd(), [x[strata == s].std() for s in range(3)], rtol=1e-12)
+
+
+def test_stratum_slopes_fit_equals_each_stratum_fitted_alone():
+    """One Newton-Raphson for every stratum: each coefficient and SE is the stratum's own fit,
+    and the log-likelihood their sum."""
+    time_, event, x, strata = _by_stratum(600, seed=32)
+    joint = cox.fit_cox_stratum_slopes(time_, event, x, strata, names=["x"] * 3, init=np.full(3, 0.2))
+    alone = [cox.fit_cox_estimate(time_[strata == s], event[strata == s], x[strata == s]) for s in range(3)]
+    np.testing.assert_allclose(joint.coef, [f.coef[0] for f in alone], rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(joint.se, [f.se[0] for f in alone], rtol=1e-9)
+    assert joint.loglik == pytest.approx(sum(f.loglik for f in alone), rel=1e-12)
+    assert (joint.n, joint.events) == (600, int(event.sum()))
+
+
+def test_cholesky_solve_equals_lapack_and_refuses_what_is_not_positive_definite():
+    rng = np.random.default_rng(5)
+    for p in range(2, 9):
+        a = rng.normal(size=(p + 3, p))
+        spd, b = a.T @ a, rng.normal(size=p)
+        np.testing.assert_allclose(cox._solve(spd, b), np.linalg.solve(spd, b), rtol=1e-10)
+    for bad in (np.array([[1.0, 2.0], [2.0, 1.0]]), np.array([[np.nan, 0.0], [0.0, 1.0]])):
+        with pytest.raises(np.linalg.LinAlgError):
+            cox._solve(bad, np.ones(2))
 
 
 def test_wald_quadratic_form_full_rank_and_rank_deficient():

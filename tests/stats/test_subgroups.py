@@ -83,3 +83,82 @@ def test_subgroup_errors():
                              reference="Obs").rows
     # one level holding every patient: its HR is the overall one, no interaction test
     assert rows[1].p_interaction is None and rows[1].hr == pytest.approx(rows[0].hr, rel=1e-12)
+
+
+def _levels_frame(seed: int = 8, n: int = 900) -> pd.DataFrame:
+    """SYNTHETIC: a numeric exposure, tied times and a subgroup variable whose levels hit
+    every path: ordinary levels, one without events, one with a constant exposure, one of a
+    single patient, and (``sep``) a level whose deaths all have the larger exposure
+    (monotone likelihood), plus a second variable of ordinary levels."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=n)
+    group = rng.choice(np.array(["a", "b", "none", "flat", "sep"], dtype=object), size=n,
+                       p=[0.35, 0.35, 0.1, 0.1, 0.1])
+    group[0] = "single"
+    x[group == "flat"] = 1.5
+    time = rng.integers(1, 40, size=n).astype(float)
+    event = rng.random(n) < 0.55
+    event[group == "none"] = False
+    sep = group == "sep"
+    event[sep] = x[sep] > 0
+    # each death has the largest exposure of its risk set: the larger x, the earlier it dies
+    dying = np.flatnonzero(sep & event)
+    time[dying[np.argsort(-x[dying])]] = 0.01 * np.arange(1, dying.size + 1)
+    mixed = np.where(group == "sep", "b", group)  # the separated rows are not separated within b
+    return pd.DataFrame({"t": time, "e": event.astype(int), "x": x, "grp": group, "mixed": mixed,
+                         "two": rng.choice(["p", "q"], size=n)})
+
+
+def test_levels_fitted_together_equal_each_level_fitted_alone(monkeypatch):
+    """The joint stratified fit of a variable's levels gives each level's own Cox fit (HR, CI,
+    p); levels whose own fit fails keep that fit's message (left out of the joint fit, or all
+    fitted alone when it fails: ``grp``'s separated level); the interaction p is the LR test
+    of the two models built directly with pandas dummies."""
+    import numpy as np
+
+    import pathomics_desktop.stats.subgroups as subgroups
+    from pathomics_desktop.stats.cox import fit_cox_arrays, fit_cox_estimate
+
+    joint_fits = []
+
+    def spy(t, e, x, strata, **kwargs):
+        joint_fits.append(int(strata.max()) + 1)
+        return fit_cox_stratum_slopes(t, e, x, strata, **kwargs)
+
+    fit_cox_stratum_slopes = subgroups.fit_cox_stratum_slopes
+    monkeypatch.setattr(subgroups, "fit_cox_stratum_slopes", spy)
+    df = _levels_frame()
+    res = subgroup_analysis(df, "t", "e", "x", ["grp", "mixed", "two"])
+    assert sorted(joint_fits) == [2, 2, 3]  # two, mixed (a, b), grp (a, b, sep: it fails)
+    rows = {(r.variable, r.level): r for r in res.rows}
+    notes = 0
+    for (var, level), row in rows.items():
+        if var == "Overall":
+            continue
+        part = df[df[var] == level]
+        assert (row.n, row.events) == (len(part), int(part.e.sum()))
+        try:
+            alone = fit_cox_estimate(part.t.to_numpy(), part.e.to_numpy(), part[["x"]].to_numpy(), names=["x"]).table()[0]
+        except UserError as exc:
+            assert row.note == str(exc) and row.hr is None
+            notes += 1
+            continue
+        assert row.note is None
+        for key in ("hr", "hr_lower", "hr_upper", "p"):
+            assert getattr(row, key) == pytest.approx(alone[key], rel=1e-9)
+    assert notes == 7  # none, flat, single and sep of grp; none, flat and single of mixed
+
+    def loglik(design: pd.DataFrame) -> float:
+        return fit_cox_arrays(df.t.to_numpy(), df.e.to_numpy(), design.to_numpy(float)).loglik
+
+    for var in ("two",):
+        dummies = pd.get_dummies(df[var], drop_first=True, dtype=float)
+        reduced = pd.concat([df[["x"]], dummies], axis=1)
+        full = pd.concat([reduced, dummies.mul(df.x, axis=0).add_suffix(":x")], axis=1)
+        stat = 2 * (loglik(full) - loglik(reduced))
+        from scipy.stats import chi2
+
+        assert rows[(var, "p")].p_interaction == pytest.approx(chi2.sf(stat, dummies.shape[1]), rel=1e-7)
+    assert np.isfinite(rows[("Overall", "all")].hr)
