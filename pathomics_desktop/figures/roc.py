@@ -162,21 +162,19 @@ class TimeDependentRoc:
                 "notes": list(self.notes)}
 
 
-def _auc_at(t, e, x, times: Sequence[float], notes: list[str]) -> dict[float, float]:
-    """AUC(t) at each estimable time; a time the IPCW estimate refuses is noted and skipped."""
-    from pathomics_desktop.stats.tdroc import cumulative_dynamic_auc
-
+def _auc_at(marker, times: Sequence[float], notes: list[str]) -> dict[float, float]:
+    """AUC(t) of a prepared :class:`~pathomics_desktop.stats.tdroc.IpcwMarker` at each
+    estimable time; a time the IPCW estimate refuses is noted and skipped."""
     if not len(times):
         return {}
     try:
-        res = cumulative_dynamic_auc(t, e, x, times)
-        return dict(zip((float(v) for v in res.times), (float(v) for v in res.auc)))
+        return dict(zip((float(v) for v in times), (float(v) for v in marker.auc(times))))
     except UserError:
         pass
     out = {}
     for tk in times:
         try:
-            out[float(tk)] = float(cumulative_dynamic_auc(t, e, x, [tk]).auc[0])
+            out[float(tk)] = float(marker.auc([tk])[0])
         except UserError as exc:
             notes.append(f"AUC({tk:g}): {exc}")
     return out
@@ -200,7 +198,7 @@ def marker_roc(frame, time: str, event: str, column: str, times: Sequence[float]
                bootstrap: int = 0, seed: int = BOOTSTRAP_SEED, grid: bool = True) -> MarkerRoc:
     """AUC(t), CIs (when ``bootstrap`` >= 10 resamples), ROC points and the AUC(t) grid of one marker."""
     from pathomics_desktop.signature.report import _estimable_times
-    from pathomics_desktop.stats.tdroc import bootstrap_td_auc, roc_curve_at
+    from pathomics_desktop.stats.tdroc import IpcwMarker, bootstrap_td_auc
 
     times = [float(v) for v in times]
     sub = frame[[time, event, column]].apply(lambda s: s.astype(float)).dropna()
@@ -217,7 +215,8 @@ def marker_roc(frame, time: str, event: str, column: str, times: Sequence[float]
     for tk in times:
         if tk not in usable:
             res.notes.append(f"AUC({tk:g}): no cases or no controls at this time")
-    aucs = _auc_at(t, e, x, usable, res.notes)
+    marker = IpcwMarker(t, e, x)  # the weights, tie groups and time order, once for every time
+    aucs = _auc_at(marker, usable, res.notes)
     usable = [tk for tk in usable if tk in aucs]
     lower = upper = {}
     if bootstrap and usable:
@@ -227,11 +226,11 @@ def marker_roc(frame, time: str, event: str, column: str, times: Sequence[float]
     for k, tk in enumerate(times):
         res.auc[k], res.ci_lower[k], res.ci_upper[k] = aucs.get(tk), lower.get(tk), upper.get(tk)
     for tk in usable:
-        roc = roc_curve_at(t, e, x, tk)
+        roc = marker.curve(tk)
         fpr, tpr = thin_curve(roc["fpr"], roc["tpr"])
         res.curves[tk] = {"fpr": fpr.tolist(), "tpr": tpr.tolist(), "auc": roc["auc"]}
     if grid:
-        on_grid = _auc_at(t, e, x, _grid(t, e), [])
+        on_grid = _auc_at(marker, _grid(t, e), [])
         res.grid_times, res.grid_auc = list(on_grid), list(on_grid.values())
     return res
 

@@ -26,7 +26,7 @@ from pathomics_desktop.errors import UserError
 from pathomics_desktop.stats.results import StatResult
 from pathomics_desktop.stats.concordance import censoring_reference, check_survival, evaluate_step_function
 
-__all__ = ["TimeDependentAUC", "cumulative_dynamic_auc", "roc_curve_at", "bootstrap_td_auc"]
+__all__ = ["TimeDependentAUC", "IpcwMarker", "cumulative_dynamic_auc", "roc_curve_at", "bootstrap_td_auc"]
 
 
 @dataclass
@@ -66,27 +66,66 @@ def _tie_groups(x: np.ndarray, tied_tol: float) -> tuple[np.ndarray, np.ndarray]
     return uniq, inv
 
 
-def _auc_core(t, e, x, w, times, tied_tol: float = 1e-8) -> np.ndarray:
-    """AUC(t) for each t given case weights ``w``; one sort of the marker for all times."""
-    uniq, inv = _tie_groups(x, tied_tol)
-    out = np.empty(len(times))
-    for k, tk in enumerate(times):
-        case = e & (t <= tk)
-        ctrl = t > tk
-        n_ctrl = int(ctrl.sum())
-        wc = w[case]
-        if n_ctrl == 0 or not case.any():
-            raise UserError(
-                f"time {tk:g} has no {'controls (nobody event-free beyond it)' if n_ctrl == 0 else 'cases (no events up to it)'}: "
-                "choose a time inside the follow-up range"
-            )
-        if not np.isfinite(wc).all():
-            raise UserError(f"the censoring survival is zero before time {tk:g}: AUC({tk:g}) cannot be weighted")
-        per_val = np.bincount(inv[ctrl], minlength=uniq.size).astype(float)
-        below = np.cumsum(per_val) - per_val
-        score = below[inv[case]] + 0.5 * per_val[inv[case]]
-        out[k] = float(np.dot(wc, score) / (wc.sum() * n_ctrl))
-    return out
+class IpcwMarker:
+    """One marker's IPCW weights, marker tie groups and time order, made once for AUC(t) at any
+    times (:meth:`auc`) and ROC curves (:meth:`curve`); ``t, e, x`` checked (``check_survival``).
+    ``train_time``/``train_event`` estimate the censoring distribution (default: these data)."""
+
+    def __init__(self, t: np.ndarray, e: np.ndarray, x: np.ndarray, *, train_time=None, train_event=None,
+                 tied_tol: float = 1e-8):
+        self.t, self.e, self.x = t, e, x
+        self.w = _ipcw(t, e, train_time, train_event)
+        self.levels, self.group = _tie_groups(x, tied_tol)
+        self.order = np.argsort(t, kind="stable")
+        self.sorted_time = t[self.order]
+
+    def auc(self, times) -> np.ndarray:
+        """AUC(t) at each of ``times``: the sums of every time in one pass over the subjects in
+        time order (:mod:`pathomics_desktop.stats.tdroc_kernel`). UserError, for the first such
+        time in the order given, when a time has no cases or no controls, or a case weight up
+        to it is infinite."""
+        from pathomics_desktop.stats.tdroc_kernel import auc_sums
+
+        tt = np.asarray(times, dtype=float)
+        n = self.t.size
+        case = self.e[self.order]
+        by_time = np.argsort(tt, kind="stable")
+        cut = np.empty(tt.size, dtype=np.int64)
+        cut[by_time] = np.searchsorted(self.sorted_time, tt[by_time], side="right")  # subjects with T <= t_k
+        per_group = np.bincount(self.group, minlength=self.levels.size).astype(float)
+        static = (np.cumsum(per_group) - 0.5 * per_group)[self.group]  # #{x_j < x_i} + 0.5 #{x_j = x_i}
+        weight = np.where(case, self.w[self.order], 0.0)
+        finite = np.isfinite(weight)
+        first_infinite = int(np.argmin(finite)) if not finite.all() else n
+        cases_before = np.concatenate([[0], np.cumsum(case)])  # events among the first m subjects
+        num_s, wsum_s = auc_sums(self.group[self.order], np.where(finite, weight, 0.0), static[self.order],
+                                 cut[by_time], self.levels.size)
+        num, wsum = np.empty(tt.size), np.empty(tt.size)
+        num[by_time], wsum[by_time] = num_s, wsum_s
+        out = np.empty(tt.size)
+        for k, tk in enumerate(tt):
+            n_ctrl = n - int(cut[k])
+            if n_ctrl == 0 or not cases_before[cut[k]]:
+                raise UserError(
+                    f"time {tk:g} has no {'controls (nobody event-free beyond it)' if n_ctrl == 0 else 'cases (no events up to it)'}: "
+                    "choose a time inside the follow-up range"
+                )
+            if cut[k] > first_infinite:
+                raise UserError(f"the censoring survival is zero before time {tk:g}: AUC({tk:g}) cannot be weighted")
+            out[k] = float(num[k] / (wsum[k] * n_ctrl))
+        return out
+
+    def curve(self, at: float) -> dict:
+        """The ROC curve at ``at`` (see :func:`roc_curve_at`)."""
+        auc = self.auc([float(at)])[0]
+        case = self.e & (self.t <= at)
+        ctrl = self.t > at
+        tp = np.bincount(self.group[case], weights=self.w[case], minlength=self.levels.size)[::-1].cumsum()
+        fp = np.bincount(self.group[ctrl], minlength=self.levels.size)[::-1].cumsum().astype(float)
+        tpr = np.concatenate(([0.0], tp / tp[-1]))
+        fpr = np.concatenate(([0.0], fp / fp[-1]))
+        thr = np.concatenate(([np.inf], self.levels[::-1]))
+        return {"fpr": fpr, "tpr": tpr, "thresholds": thr, "auc": float(auc)}
 
 
 def _check_times(times) -> np.ndarray:
@@ -105,8 +144,7 @@ def cumulative_dynamic_auc(time, event, marker, times, *, train_time=None, train
     if np.unique(x).size < 2:
         raise UserError("the marker has a single value: the AUC is undefined")
     tt = _check_times(times)
-    w = _ipcw(t, e, train_time, train_event)
-    return TimeDependentAUC(times=tt, auc=_auc_core(t, e, x, w, tt))
+    return TimeDependentAUC(times=tt, auc=IpcwMarker(t, e, x, train_time=train_time, train_event=train_event).auc(tt))
 
 
 def roc_curve_at(time, event, marker, at: float, *, train_time=None, train_event=None) -> dict:
@@ -117,17 +155,7 @@ def roc_curve_at(time, event, marker, at: float, *, train_time=None, train_event
     ``FPR = #{control, x >= c} / #controls``; the trapezoid area equals :func:`cumulative_dynamic_auc`.
     """
     t, e, x = check_survival(time, event, marker, names=("marker",))
-    w = _ipcw(t, e, train_time, train_event)
-    auc = _auc_core(t, e, x, w, np.array([float(at)]))[0]
-    uniq, inv = _tie_groups(x, 1e-8)
-    case = e & (t <= at)
-    ctrl = t > at
-    tp = np.bincount(inv[case], weights=w[case], minlength=uniq.size)[::-1].cumsum()
-    fp = np.bincount(inv[ctrl], minlength=uniq.size)[::-1].cumsum().astype(float)
-    tpr = np.concatenate(([0.0], tp / tp[-1]))
-    fpr = np.concatenate(([0.0], fp / fp[-1]))
-    thr = np.concatenate(([np.inf], uniq[::-1]))
-    return {"fpr": fpr, "tpr": tpr, "thresholds": thr, "auc": float(auc)}
+    return IpcwMarker(t, e, x, train_time=train_time, train_event=train_event).curve(at)
 
 
 def bootstrap_td_auc(
@@ -146,13 +174,15 @@ def bootstrap_td_auc(
     boots = np.full((n_boot, tt.size), np.nan)
     for b in range(n_boot):
         idx = rng.integers(0, t.size, size=t.size)
-        tb, eb, xb = t[idx], e[idx], x[idx]
-        w = _ipcw(tb, eb, None, None)
-        for k, tk in enumerate(tt):
-            try:
-                boots[b, k] = _auc_core(tb, eb, xb, w, np.array([tk]))[0]
-            except UserError:
-                pass
+        resample = IpcwMarker(t[idx], e[idx], x[idx])
+        try:
+            boots[b] = resample.auc(tt)
+        except UserError:  # some time has no case or no control here: each time alone
+            for k, tk in enumerate(tt):
+                try:
+                    boots[b, k] = resample.auc([tk])[0]
+                except UserError:
+                    pass
     a = (1 - level) / 2
     lo = np.full(tt.size, np.nan)
     hi = np.full(tt.size, np.nan)
