@@ -38,6 +38,7 @@ R_t = {i : time_i >= t} (within the stratum):
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING, Mapping, Sequence
@@ -148,6 +149,19 @@ class CoxData:
     def n_columns(self) -> int:
         """Number of coefficients."""
         return self.X.shape[1]
+
+    def select(self, columns: Sequence[int]) -> "CoxData":
+        """The same subjects with the covariates ``columns`` only: the sort and the tie
+        bookkeeping are shared, the centred columns taken (a covariate's centring does not
+        depend on the others)."""
+        out = copy.copy(self)
+        idx = list(columns)
+        out._columns = self._columns[idx]
+        out.X = out._columns.T
+        out.means = self.means[idx]
+        out._sd = None
+        out.__dict__.pop("sum_dead_x", None)
+        return out
 
     @cached_property
     def group(self) -> np.ndarray:
@@ -503,8 +517,10 @@ def newton_raphson(data: CoxData, *, init: np.ndarray | None = None, max_iter: i
 
 
 #: the Newton decrement U'I^-1 U under which a log-likelihood-only fit stops at the quadratic
-#: model's maximum (the step is then <= sqrt(1e-6 / I); the model's error O(|step|^3))
-LOGLIK_DECREMENT_TOL = 1e-6
+#: model's maximum (the step is then about sqrt(1e-4 / I) per direction and the model's error
+#: O(|step|^3); on the forest benchmark's 116 interaction tests, p within 2e-8 relative of the
+#: fully converged fits)
+LOGLIK_DECREMENT_TOL = 1e-4
 #: a coefficient above this many log-HR units per covariate SD (an HR of e^15 per SD) is taken
 #: as diverging (monotone likelihood)
 MAX_SCALED_COEF = 15.0
@@ -772,6 +788,20 @@ def fit_cox_estimate(time: Sequence[float], event: Sequence, X: np.ndarray, *,
     ``design_checked``: see :func:`_cox_data`."""
     data, names, events = _cox_data(time, event, X, names, None, ties, presorted, design_checked)
     return _estimate(data, names, events, init, loglik_only)
+
+
+def fit_cox_nested(time: Sequence[float], event: Sequence, X: np.ndarray, n_reduced: int, *,
+                   names: Sequence[str], ties: str = "efron", presorted: bool = False,
+                   init: np.ndarray | None = None,
+                   design_checked: bool = False) -> tuple[CoxEstimate, CoxEstimate]:
+    """For a likelihood-ratio test of nested models: the ``loglik_only`` estimates (see
+    :func:`fit_cox_estimate`) of the model on the first ``n_reduced`` columns of X, started at
+    ``init``, and of the model on all of them, started at the reduced estimate (zeros for the
+    added columns); one sorted data set for both (:meth:`CoxData.select`)."""
+    data, names, events = _cox_data(time, event, X, names, None, ties, presorted, design_checked)
+    reduced = _estimate(data.select(range(n_reduced)), names[:n_reduced], events, init, loglik_only=True)
+    start = np.concatenate([reduced.coef, np.zeros(len(names) - n_reduced)])
+    return reduced, _estimate(data, names, events, start, loglik_only=True)
 
 
 def _estimate(data, names: list[str], events: int, init, loglik_only: bool = False) -> CoxEstimate:

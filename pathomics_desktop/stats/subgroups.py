@@ -26,8 +26,8 @@ import numpy as np
 import pandas as pd
 
 from pathomics_desktop.errors import UserError
-from pathomics_desktop.stats.cox import (descending_time_order, fit_cox_estimate, fit_cox_stratum_slopes,
-                                         numerical_rank, scaled_cross_product)
+from pathomics_desktop.stats.cox import (descending_time_order, fit_cox_estimate, fit_cox_nested,
+                                         fit_cox_stratum_slopes, numerical_rank, scaled_cross_product)
 from pathomics_desktop.stats.distributions import chi2_sf
 from pathomics_desktop.stats.levels import factor, label_array, level_codes, sorted_levels
 from pathomics_desktop.stats.results import StatResult
@@ -243,23 +243,19 @@ def _interaction_p(t, e, x, level_code, levels, term, var, ties, start=None) -> 
     kept_full = _estimable(gram, varies, range(main, design.shape[1]), kept_red)
     if len(kept_full) == len(kept_red):
         return None
-    reduced, names_red = design[:, kept_red], [names[j] for j in kept_red]
-    full, names_full = design[:, kept_full], [names[j] for j in kept_full]
+    init_red = None
+    if start is not None and kept_red and kept_red[0] == 0:
+        init_red = np.concatenate([start, np.zeros(len(kept_red) - 1)])
     try:
-        init_red = None
-        if start is not None and kept_red and kept_red[0] == 0:
-            init_red = np.concatenate([start, np.zeros(len(kept_red) - 1)])
-        # only the two log-likelihoods are used (each within ~1e-9 of its maximum); the
-        # columns kept vary and are independent (the rank tests above)
-        fit_red = fit_cox_estimate(t, e, reduced, names=names_red, ties=ties, presorted=True, init=init_red,
-                                   loglik_only=True, design_checked=True)
-        init_full = np.concatenate([fit_red.coef, np.zeros(len(kept_full) - len(kept_red))])
-        fit_full = fit_cox_estimate(t, e, full, names=names_full, ties=ties, presorted=True, init=init_full,
-                                    loglik_only=True, design_checked=True)
+        # only the two log-likelihoods are used; the columns kept vary and are independent
+        # (the rank tests above), and kept_full starts with kept_red
+        fit_red, fit_full = fit_cox_nested(t, e, design[:, kept_full], len(kept_red),
+                                           names=[names[j] for j in kept_full], ties=ties, presorted=True,
+                                           init=init_red, design_checked=True)
     except UserError:
         return None
     stat = max(2.0 * (fit_full.loglik - fit_red.loglik), 0.0)
-    return chi2_sf(stat, full.shape[1] - reduced.shape[1])
+    return chi2_sf(stat, len(kept_full) - len(kept_red))
 
 
 def _estimable(gram: np.ndarray, varies: np.ndarray, candidates, kept: list[int]) -> list[int]:
@@ -267,6 +263,11 @@ def _estimable(gram: np.ndarray, varies: np.ndarray, candidates, kept: list[int]
     columns kept so far: the rank of their block of the scaled cross-product ``gram`` of the
     centred design (:func:`numerical_rank`)."""
     keep = list(kept)
+    trial = keep + [j for j in candidates if varies[j]]
+    if numerical_rank(gram[np.ix_(trial, trial)]) == len(trial):
+        # all at once: each step's trial below is a principal submatrix of this one, whose
+        # extreme eigenvalues lie within this one's (Cauchy interlacing), so each would pass
+        return trial
     for j in candidates:
         trial = keep + [j]
         if varies[j] and numerical_rank(gram[np.ix_(trial, trial)]) == len(trial):

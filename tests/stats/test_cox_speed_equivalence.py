@@ -288,3 +288,21 @@ def test_wald_quadratic_form_full_rank_and_rank_deficient():
     singular = np.array([[2.0, 2.0, 0.0], [2.0, 2.0, 0.0], [0.0, 0.0, 1.0]])
     stat, df = cox._general_quadratic(np.array([1.0, 1.0, 2.0]), singular)
     assert df == 2 and stat == pytest.approx(1.0 ** 2 / 2.0 + 2.0 ** 2 / 1.0, rel=1e-12)
+
+
+def test_nested_fits_share_one_data_set_and_equal_separate_fits():
+    """fit_cox_nested: the reduced model on the first columns (CoxData.select) and the full
+    one give the log-likelihoods of separate fully converged fits; the selected data's
+    derivatives are those of a data set made from those columns alone."""
+    time_, event, x, _ = _tied_data(500, 4, seed=17)
+    reduced, full = cox.fit_cox_nested(time_, event, x, 2, names=["a", "b", "c", "d"])
+    assert reduced.names == ["a", "b"] and full.names == ["a", "b", "c", "d"]
+    assert reduced.loglik == pytest.approx(cox.fit_cox_arrays(time_, event, x[:, :2]).loglik, abs=1e-8)
+    assert full.loglik == pytest.approx(cox.fit_cox_arrays(time_, event, x).loglik, abs=1e-8)
+    beta = np.array([0.3, -0.4])
+    picked = cox.CoxData(time_, event, x).select([0, 2])
+    alone = cox.CoxData(time_, event, x[:, [0, 2]])
+    a, b = picked.fast_derivatives(beta), alone.fast_derivatives(beta)
+    assert a["loglik"] == pytest.approx(b["loglik"], rel=1e-13)
+    np.testing.assert_allclose(a["info"], b["info"], rtol=1e-12)
+    np.testing.assert_allclose(picked.sum_dead_x, alone.sum_dead_x, rtol=1e-12, atol=1e-12)
