@@ -131,9 +131,9 @@ def build_forest(source, frame, params: dict) -> ForestFigure:
         raise UserError("Choose at least one subgroup variable other than the exposure.")
     min_events = int(params.get("min_events", MIN_EVENTS))
     spec = variable_spec(source, exposure)
-    # the forest's columns only (a copy of the whole snapshot's row subset is not needed)
-    data = frame[list(dict.fromkeys([time, event, exposure, *subgroups]))]
-    data = data[data[[time, event, exposure]].notna().all(axis=1)].reset_index(drop=True)
+    # the forest's columns and complete rows, in one copy
+    complete = frame[[time, event, exposure]].notna().all(axis=1).to_numpy()
+    data = frame.loc[complete, list(dict.fromkeys([time, event, exposure, *subgroups]))].reset_index(drop=True)
     notes: list[str] = []
     if len(data) < len(frame):
         notes.append(f"{len(frame) - len(data)} patient(s) without {exposure} left out")

@@ -109,7 +109,8 @@ def subgroup_analysis(frame, time: str, event: str, exposure: str, subgroups: Se
         if col not in frame.columns:
             raise UserError(f"column {col!r} is not in the data")
     complete = frame[[time, event, exposure]].notna().all(axis=1).to_numpy()
-    base = frame.loc[complete, list(dict.fromkeys([time, event, exposure, *subgroups]))]
+    columns = list(dict.fromkeys([time, event, exposure, *subgroups]))
+    base = frame if complete.all() else frame.loc[complete, columns]  # (no copy when complete)
     if len(base) == 0:
         raise UserError("no rows with time, event and exposure all present")
     x_all, term = exposure_column(base, exposure, reference)
