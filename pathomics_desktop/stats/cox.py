@@ -39,6 +39,7 @@ R_t = {i : time_i >= t} (within the stratum):
 from __future__ import annotations
 
 import copy
+import math
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING, Mapping, Sequence
@@ -82,6 +83,12 @@ def descending_time_order(time: np.ndarray, event: np.ndarray) -> np.ndarray:
     new_group[1:] = sorted_time[1:] != sorted_time[:-1]
     key = 2 * (np.cumsum(new_group) - 1) + event[first]
     return first[np.argsort(key, kind="stable")]
+
+
+def _efron_kernel():
+    from pathomics_desktop.stats.cox_kernel import efron_kernel
+
+    return efron_kernel()
 
 
 def tied_groups(time: np.ndarray, event: np.ndarray, strata: np.ndarray | None = None):
@@ -293,9 +300,7 @@ class CoxData:
     def fast_derivatives(self, beta: np.ndarray, *, need_info: bool = True) -> dict:
         """``loglik``, ``score`` and ``info`` at ``beta`` from the compiled one-pass kernel
         (:mod:`pathomics_desktop.stats.cox_kernel`; the same sums as :meth:`derivatives`)."""
-        from pathomics_desktop.stats.cox_kernel import efron_kernel
-
-        linear_predictor, kernel = efron_kernel()
+        linear_predictor, kernel = _efron_kernel()
         with np.errstate(all="ignore"):
             eta = linear_predictor(self.columns, np.asarray(beta, dtype=float))
             dead_eta, a_terms, score, info = kernel(self.columns, eta, np.exp(eta), self.group_start,
@@ -478,8 +483,8 @@ def newton_raphson(data: CoxData, *, init: np.ndarray | None = None, max_iter: i
             raise UserError(_singular_message(names)) from None
         if decrement_tol is not None and penalty is None:
             decrement = float(step @ dv["score"])
-            if decrement <= decrement_tol and np.max(np.abs(step), initial=0) <= step_tol * (
-                    1.0 + np.max(np.abs(beta), initial=0)):
+            if decrement <= decrement_tol and _max_abs(step) <= step_tol * (
+                    1.0 + _max_abs(beta)):
                 beta = beta + step
                 dv = dict(dv, loglik=dv["loglik"] + decrement / 2.0)
                 dv["ploglik"] = dv["loglik"]
@@ -488,32 +493,45 @@ def newton_raphson(data: CoxData, *, init: np.ndarray | None = None, max_iter: i
         new_beta = beta + step
         new_dv = evaluate(new_beta)
         halvings = 0
-        while (not np.isfinite(new_dv["ploglik"]) or new_dv["ploglik"] < dv["ploglik"] - 1e-12 *
+        while (not math.isfinite(new_dv["ploglik"]) or new_dv["ploglik"] < dv["ploglik"] - 1e-12 *
                abs(dv["ploglik"])) and halvings < 30:
             new_beta = (new_beta + beta) / 2.0
             new_dv = evaluate(new_beta)
             halvings += 1
         change = abs(new_dv["ploglik"] - dv["ploglik"])
         beta, dv = new_beta, new_dv
-        if change <= eps * max(abs(dv["ploglik"]), 1.0) and np.max(np.abs(step), initial=0) <= step_tol * (
-                1.0 + np.max(np.abs(beta), initial=0)):
+        if change <= eps * max(abs(dv["ploglik"]), 1.0) and _max_abs(step) <= step_tol * (
+                1.0 + _max_abs(beta)):
             converged = True
-            if not polish or np.max(np.abs(step), initial=0) <= 1e-9 * (1.0 + np.max(np.abs(beta), initial=0)):
+            if not polish or _max_abs(step) <= 1e-9 * (1.0 + _max_abs(beta)):
                 break  # the next step would be ~1e-18 (quadratic convergence): nothing to gain
             # one more exact Newton step for full precision (cheap, quadratic convergence)
             try:
                 step = _solve(dv["pinfo"], dv["pscore"])
             except np.linalg.LinAlgError:
                 raise diverging(beta) from None
-            if np.max(np.abs(step), initial=0) <= 1e-12 * (1.0 + np.max(np.abs(beta), initial=0)):
+            if _max_abs(step) <= 1e-12 * (1.0 + _max_abs(beta)):
                 break  # beta is already the optimum to 1e-12, with its own derivatives
             cand = evaluate(beta + step)
-            if np.isfinite(cand["ploglik"]) and cand["ploglik"] >= dv["ploglik"] - 1e-12 * abs(dv["ploglik"]):
+            if math.isfinite(cand["ploglik"]) and cand["ploglik"] >= dv["ploglik"] - 1e-12 * abs(dv["ploglik"]):
                 beta, dv = beta + step, cand
             break
     if not converged or np.any(np.abs(beta) * sd > MAX_SCALED_COEF):
         raise diverging(beta)
     return beta, dv, iters
+
+
+def _max_abs(values: np.ndarray) -> float:
+    """max |v| (0 for none; NaN if any is NaN, as numpy's): for Newton-Raphson's few
+    coefficients, faster in Python than two numpy calls."""
+    out = 0.0
+    for v in values.tolist():
+        a = abs(v)
+        if a != a:
+            return a
+        if a > out:
+            out = a
+    return out
 
 
 #: the Newton decrement U'I^-1 U under which a log-likelihood-only fit stops at the quadratic

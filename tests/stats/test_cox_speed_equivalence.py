@@ -306,3 +306,11 @@ def test_nested_fits_share_one_data_set_and_equal_separate_fits():
     assert a["loglik"] == pytest.approx(b["loglik"], rel=1e-13)
     np.testing.assert_allclose(a["info"], b["info"], rtol=1e-12)
     np.testing.assert_allclose(picked.sum_dead_x, alone.sum_dead_x, rtol=1e-12, atol=1e-12)
+
+
+def test_max_abs_propagates_nan_as_numpy_does():
+    for values in ([1e-12, np.nan], [np.nan, 1e-12], [-3.0, 2.0], [], [0.0, -0.0]):
+        arr = np.array(values, dtype=float)
+        expected = np.max(np.abs(arr), initial=0)
+        got = cox._max_abs(arr)
+        assert (np.isnan(got) and np.isnan(expected)) or got == expected
