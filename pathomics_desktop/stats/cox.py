@@ -119,25 +119,26 @@ class CoxData:
 
     def __init__(self, time: np.ndarray, event: np.ndarray, X: np.ndarray,
                  strata: np.ndarray | None = None, ties: str = "efron", *, presorted: bool = False):
-        """``presorted``: the rows are already in this order, e.g. a subset, in order, of rows
-        sorted by :func:`descending_time_order` (with ``strata``: then stably sorted by
-        stratum); nothing is sorted again."""
+        """``presorted``: the rows are already in this order (no strata), e.g. a subset, in
+        order, of rows sorted by :func:`descending_time_order`; nothing is sorted again."""
         if ties not in TIES:
             raise UserError(f"ties must be one of {TIES}, got {ties!r}")
         n = time.size
         self.n = n
         self.ties = ties
         event = np.asarray(event).astype(bool)
+        if presorted and strata is not None:
+            raise UserError("presorted Cox data cannot have strata")
         if strata is None:
             s = np.zeros(n, dtype=np.int64)
             order = np.arange(n) if presorted else descending_time_order(time, event)
         else:
             s = np.asarray(strata, np.int64)
-            order = np.arange(n) if presorted else np.lexsort((event, -time, s))
+            order = np.lexsort((event, -time, s))
         self.order = order
         self.time = time if presorted else time[order]
         self.event = event if presorted else event[order]
-        self.strata = s if presorted else s[order]
+        self.strata = s[order]
         # the centred columns, sorted and contiguous (numpy's axis-0 reductions of a tall,
         # thin C array are ~20x slower than these row reductions); X is their transpose
         X = np.asarray(X, dtype=float)
@@ -753,7 +754,7 @@ def _cox_data(time, event, X, names, strata, ties: str, presorted: bool,
         raise UserError(f"too few events ({events}) for {p} covariate columns")
     s_codes = None
     if strata is not None:
-        s_codes = strata if presorted else np.unique(np.asarray(strata, dtype=str), return_inverse=True)[1]
+        _, s_codes = np.unique(np.asarray(strata, dtype=str), return_inverse=True)
     data = CoxData(t, e, X, s_codes, ties, presorted=presorted)
     if not design_checked:
         # a column is constant iff its centred copy is (x - m rounds alike for equal x only)

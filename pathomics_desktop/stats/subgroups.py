@@ -127,9 +127,9 @@ def subgroup_analysis(frame, time: str, event: str, exposure: str, subgroups: Se
         """The rows of one subgroup variable: its levels' HRs and its interaction p."""
         if subgroup_order and var in subgroup_order:
             levels = list(subgroup_order[var])
-            level_code, known = level_codes(base[var], levels)  # -1: missing or not listed
+            level_code, _ = level_codes(base[var], levels)  # -1: missing or not listed
         else:
-            level_code, found, known = factor(base[var])
+            level_code, found, _ = factor(base[var])
             preferred = [lvl for lvl in (level_preference or {}).get(var, ()) if lvl in found]
             levels = preferred + [lvl for lvl in found if lvl not in preferred]
             position = {lvl: i for i, lvl in enumerate(levels)}
@@ -139,8 +139,8 @@ def subgroup_analysis(frame, time: str, event: str, exposure: str, subgroups: Se
                             f"at most {MAX_LEVELS} categories first")
         level_code = level_code[order]
         out = _level_rows(var, levels, level_code, t_all, e_all, x_all, term, ties, start)
-        known = level_code >= 0
-        out[0].p_interaction = _interaction_p(t_all[known], e_all[known], x_all[known], level_code[known],
+        listed = level_code >= 0  # the interaction models' rows: those at one of the levels
+        out[0].p_interaction = _interaction_p(t_all[listed], e_all[listed], x_all[listed], level_code[listed],
                                               levels, term, var, ties, start)
         return out
 

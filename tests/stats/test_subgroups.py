@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -162,3 +163,25 @@ def test_levels_fitted_together_equal_each_level_fitted_alone(monkeypatch):
 
         assert rows[(var, "p")].p_interaction == pytest.approx(chi2.sf(stat, dummies.shape[1]), rel=1e-7)
     assert np.isfinite(rows[("Overall", "all")].hr)
+
+
+def test_listed_levels_only_enter_the_interaction_test():
+    """With ``subgroup_order``, values not listed are left out of the variable's rows and of
+    its interaction models: the p is the LR test on the listed levels' patients alone."""
+    from scipy.stats import chi2
+
+    from pathomics_desktop.stats.cox import fit_cox_arrays
+
+    df = colon_two_arms().dropna(subset=["differ"])
+    res = subgroup_analysis(df, "time", "status", "rx", ["differ"], reference="Obs",
+                            subgroup_order={"differ": ["1", "2"]})
+    assert [r.level for r in res.rows[1:]] == ["1", "2"]
+    part = df[df.differ.isin([1, 2])]
+    x = (part.rx == "Lev+5FU").to_numpy(float)
+    d = (part.differ == 2).to_numpy(float)
+
+    def loglik(*cols):
+        return fit_cox_arrays(part.time.to_numpy(), part.status.to_numpy(), np.column_stack(cols)).loglik
+
+    expected = chi2.sf(2 * (loglik(x, d, x * d) - loglik(x, d)), 1)
+    assert res.rows[1].p_interaction == pytest.approx(expected, rel=1e-7)
