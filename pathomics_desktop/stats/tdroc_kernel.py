@@ -38,27 +38,13 @@ def _kernel():
         return _KERNEL
     import numba
 
-    @numba.njit(cache=True, nogil=True)
-    def prefix(tree, pos):  # pragma: no cover
-        """Sum of the first ``pos`` entries of a 1-based Fenwick tree."""
-        total = 0.0
-        while pos > 0:
-            total += tree[pos]
-            pos -= pos & (-pos)
-        return total
-
-    @numba.njit(cache=True, nogil=True)
-    def add(tree, pos, value):  # pragma: no cover
-        """Add ``value`` at 0-based entry ``pos``."""
-        pos += 1
-        while pos < tree.size:
-            tree[pos] += value
-            pos += pos & (-pos)
-
+    # the Fenwick-tree steps are written out: a compiled function that calls other compiled
+    # closures is recompiled (and cached anew) in every process
     @numba.njit(cache=True, nogil=True)
     def walk(g, w, a, cut, n_groups):  # pragma: no cover
-        count = np.zeros(n_groups + 1)
-        weight = np.zeros(n_groups + 1)
+        size = n_groups + 1
+        count = np.zeros(size)  # 1-based Fenwick trees over the tie groups
+        weight = np.zeros(size)
         num = np.empty(cut.size)
         wsum = np.empty(cut.size)
         linear = 0.0
@@ -68,19 +54,34 @@ def _kernel():
         for k in range(cut.size):
             while m < cut[k]:
                 gm = g[m]
-                w_le = prefix(weight, gm + 1)
-                w_lt = prefix(weight, gm)
+                # sums over the groups below gm (c_lt, w_lt) and up to it (c_le, w_le)
+                c_lt = 0.0
+                w_lt = 0.0
+                pos = gm
+                while pos > 0:
+                    c_lt += count[pos]
+                    w_lt += weight[pos]
+                    pos -= pos & (-pos)
+                c_le = 0.0
+                w_le = 0.0
+                pos = gm + 1
+                while pos > 0:
+                    c_le += count[pos]
+                    w_le += weight[pos]
+                    pos -= pos & (-pos)
                 # j = m against the cases before it: those above its group, half those equal
                 pairs += (total_w - w_le) + 0.5 * (w_le - w_lt)
-                if w[m] != 0.0:
-                    c_lt = prefix(count, gm)
-                    c_le = prefix(count, gm + 1)
+                wm = w[m]
+                if wm != 0.0:
                     # i = m against the subjects before it, and against itself
-                    pairs += w[m] * (c_lt + 0.5 * (c_le - c_lt) + 0.5)
-                    linear += w[m] * a[m]
-                    total_w += w[m]
-                    add(weight, gm, w[m])
-                add(count, gm, 1.0)
+                    pairs += wm * (c_lt + 0.5 * (c_le - c_lt) + 0.5)
+                    linear += wm * a[m]
+                    total_w += wm
+                pos = gm + 1
+                while pos < size:
+                    count[pos] += 1.0
+                    weight[pos] += wm
+                    pos += pos & (-pos)
                 m += 1
             num[k] = linear - pairs
             wsum[k] = total_w
