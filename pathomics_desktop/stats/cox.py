@@ -85,12 +85,6 @@ def descending_time_order(time: np.ndarray, event: np.ndarray) -> np.ndarray:
     return first[np.argsort(key, kind="stable")]
 
 
-def _efron_kernel():
-    from pathomics_desktop.stats.cox_kernel import efron_kernel
-
-    return efron_kernel()
-
-
 def tied_groups(time: np.ndarray, event: np.ndarray, strata: np.ndarray | None = None):
     """(new_group, group_start, dead_start) of rows sorted as :class:`CoxData` sorts them: a
     flag on the first row of each (stratum, time) group, the groups' first rows, and their
@@ -301,7 +295,9 @@ class CoxData:
     def fast_derivatives(self, beta: np.ndarray, *, need_info: bool = True) -> dict:
         """``loglik``, ``score`` and ``info`` at ``beta`` from the compiled one-pass kernel
         (:mod:`pathomics_desktop.stats.cox_kernel`; the same sums as :meth:`derivatives`)."""
-        linear_predictor, kernel = _efron_kernel()
+        from pathomics_desktop.stats.cox_kernel import efron_kernel
+
+        linear_predictor, kernel = efron_kernel()
         with np.errstate(all="ignore"):
             eta = linear_predictor(self.columns, np.asarray(beta, dtype=float))
             dead_eta, a_terms, score, info = kernel(self.columns, eta, np.exp(eta), self.group_start,
